@@ -1,0 +1,1 @@
+"""Everything that touches the outside world: store, clock, password hashing, hardware, hosts."""

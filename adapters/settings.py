@@ -1,0 +1,36 @@
+"""Typed settings for the service, read from ``TILL_*`` environment variables (built once per process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the ledger keeps its events and how the service runs.
+
+    With no ``TILL_DATABASE_URL`` the ledger is an embedded SQLite file under ``TILL_DATA_DIR``;
+    ``TILL_DATABASE_URL=postgresql://user:password@host:5432/dbname`` switches to PostgreSQL.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TILL_", extra="ignore")
+
+    data_dir: Path = Field(Path("till-data"), description="Directory for SQLite files and the first admin token.")
+    database_url: str | None = Field(None, description="postgresql://… to use PostgreSQL instead of SQLite.")
+    database_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                                 description="PostgreSQL schema holding the ledger tables.")
+    lock_timeout_s: int = Field(5, ge=1, le=60, description="PostgreSQL lock timeout for an append, seconds.")
+    pool_size: int = Field(5, ge=1, le=100)
+    max_overflow: int = Field(10, ge=0, le=100)
+    group_commit: bool = Field(True, description="Group concurrent appends into one store transaction.")
+    group_commit_max_batch: int = Field(500, ge=1, le=10_000)
+    cache_size: int = Field(50_000, ge=0, description="Aggregates kept in the writer's memory.")
+    token_cache_s: float = Field(5.0, ge=0, description="How long a process trusts a token lookup.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url)

@@ -1,0 +1,1 @@
+"""Till Ledger's HTTP service (FastAPI): routers per audience, auth, problem+json errors."""

@@ -1,0 +1,83 @@
+"""The service's composition root: ``create_app(settings)`` builds every object the API uses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from adapters.clock import SystemClock
+from adapters.group_commit import GroupCommitter, SingleSaveExecutor
+from adapters.passwords import Argon2PasswordHasher
+from adapters.settings import Settings
+from adapters.store import ledger_environment, prepare_store
+from api.auth import TokenAuthority, new_token
+from api.errors import install_error_handlers
+from api.routers import admin, health, terminal
+from api.services import Executor, Services
+from domain.ledger import Ledger
+from domain.ports import Clock, PasswordHasher
+from domain.stamp import Stamp
+
+log = logging.getLogger(__name__)
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, hasher: PasswordHasher | None = None,
+                   create_tables: bool = True) -> Services:
+    """Everything the API and the CLI need, from one settings object."""
+    prepare_store(settings)
+    ledger = Ledger(env=ledger_environment(settings, create_tables=create_tables))
+    executor: Executor
+    if settings.group_commit:
+        executor = GroupCommitter(ledger, settings.group_commit_max_batch, settings.cache_size)
+    else:
+        executor = SingleSaveExecutor(ledger)
+    return Services(settings=settings, ledger=ledger, executor=executor, clock=clock or SystemClock(),
+                    hasher=hasher or Argon2PasswordHasher(), tokens=TokenAuthority(ledger, settings.token_cache_s))
+
+
+def ensure_first_admin_token(services: Services) -> Path | None:
+    """On an empty store, issue one admin token and write it (mode 600) under the data dir."""
+    path = services.settings.data_dir / ADMIN_TOKEN_FILE
+    if services.ledger.recorder.max_notification_id():
+        return path if path.exists() else None
+    token = new_token()
+    services.executor.run(Ledger.issue_token(Stamp(None, None, None, services.clock.now()), token, "admin", None,
+                                             "first admin (created by till serve)"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return path
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """The FastAPI app. Pass ``services`` to share them with a test; otherwise they are built here."""
+    settings = settings or (services.settings if services else Settings())
+    built = services or build_services(settings, create_tables=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built.executor.start()
+        try:
+            yield
+        finally:
+            built.executor.stop()
+
+    app = FastAPI(title="Till Ledger", version="0.1.0", lifespan=lifespan,
+                  description="Event-sourced ledger of in-store card payments. Errors are problem+json "
+                              "with a stable `code`. Money is integer minor units.")
+    app.state.services = built
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(terminal.router)
+    app.include_router(admin.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers (``--factory``): settings from the environment, tables already made."""
+    return create_app(Settings())

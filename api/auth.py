@@ -1,0 +1,78 @@
+"""Bearer tokens with roles. Tokens are stored hashed; a process trusts a lookup for a few seconds."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from domain.api_token import token_hash
+from domain.errors import Forbidden, NotAuthenticated
+from domain.ledger import Ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: UUID
+    role: str
+    terminal_id: UUID | None
+
+
+def new_token() -> str:
+    return "tl_" + secrets.token_urlsafe(32)
+
+
+class TokenAuthority:
+    """Resolves presented tokens to principals, with a short per-process cache."""
+
+    def __init__(self, ledger: Ledger, cache_seconds: float) -> None:
+        self.ledger = ledger
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[Principal | None, float]] = {}
+
+    def cached(self, token: str) -> tuple[bool, Principal | None]:
+        """(True, principal) when a fresh lookup is cached; (False, None) when the store must be asked."""
+        hit = self._cache.get(token_hash(token))
+        if hit is not None and time.monotonic() - hit[1] < self.cache_seconds:
+            return True, hit[0]
+        return False, None
+
+    def resolve(self, token: str) -> Principal | None:
+        key = token_hash(token)
+        now = time.monotonic()
+        found = self.ledger.find_token(token)
+        principal = None if found is None or found.revoked else Principal(found.id, found.role, found.bound_terminal_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (principal, now)
+        return principal
+
+    def forget(self, token_id: UUID) -> None:
+        """Drop a revoked token from this process's cache at once."""
+        self._cache = {k: v for k, v in self._cache.items() if v[0] is None or v[0].token_id != token_id}
+
+
+def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency admitting only the given roles."""
+
+    async def dependency(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise NotAuthenticated("send Authorization: Bearer <token>")
+        authority: TokenAuthority = request.app.state.services.tokens
+        hit, resolved = authority.cached(token)
+        if not hit:
+            resolved = await run_in_threadpool(authority.resolve, token)
+        if resolved is None:
+            raise NotAuthenticated("unknown or revoked token")
+        if resolved.role not in roles:
+            raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
+        return resolved
+
+    return dependency

@@ -1,0 +1,115 @@
+"""``till``: the service's command line (serve, tokens; more subcommands arrive with later features)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from uuid import UUID
+
+from adapters.settings import Settings
+from domain.errors import LedgerError
+
+DESCRIPTION = """\
+Till Ledger — an event-sourced ledger of in-store card payments.
+
+Storage: with no TILL_DATABASE_URL the ledger is a SQLite file under TILL_DATA_DIR (default
+./till-data). Set TILL_DATABASE_URL=postgresql://user:password@host:5432/dbname for PostgreSQL.
+"""
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import build_services, ensure_first_admin_token
+
+    settings = Settings()
+    # Create tables once here: several workers racing to create them fail on PostgreSQL.
+    services = build_services(settings, create_tables=True)
+    token_file = ensure_first_admin_token(services)
+    services.executor.stop()
+    services.ledger.close()
+    store = f"PostgreSQL schema {settings.database_schema}" if settings.uses_postgres else \
+        f"SQLite in {settings.data_dir.resolve()}"
+    url = f"http://{args.host}:{args.port}"
+    print(f"Till Ledger is starting on {url}  (API docs: {url}/docs, health: {url}/healthz)")
+    print(f"Events are stored in {store}.")
+    if token_file is not None:
+        print(f"The first admin token is in {token_file.resolve()} (keep it secret).")
+    print("Press Ctrl+C to stop.", flush=True)
+    uvicorn.run("api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from adapters.group_commit import run_alone
+    from api.app import build_services
+    from api.auth import new_token
+    from domain.ledger import Ledger
+    from domain.stamp import Stamp
+
+    services = build_services(Settings(), create_tables=True)
+    token = new_token()
+    issued = run_alone(services.ledger, Ledger.issue_token(
+        Stamp(None, None, None, services.clock.now()), token, args.role, args.terminal, args.label))
+    services.ledger.close()
+    print(f"token_id: {issued.id}")
+    print(f"role:     {issued.role}" + (f" (terminal {issued.bound_terminal_id})" if issued.bound_terminal_id else ""))
+    print(f"token:    {token}")
+    print("The token is shown only this once; the ledger stores its hash.", file=sys.stderr)
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from adapters.group_commit import run_alone
+    from api.app import build_services
+    from domain.ledger import Ledger
+    from domain.stamp import Stamp
+
+    services = build_services(Settings(), create_tables=True)
+    run_alone(services.ledger, Ledger.revoke_token(Stamp(None, None, None, services.clock.now()), args.token_id))
+    services.ledger.close()
+    print(f"revoked {args.token_id} (processes may trust a cached lookup for TILL_TOKEN_CACHE_S more seconds)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="till", description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service", description=(
+        "Run the ledger's HTTP API. On an empty store it writes a first admin token to "
+        "$TILL_DATA_DIR/admin.token."))
+    serve.add_argument("--host", default=os.environ.get("TILL_HOST", "127.0.0.1"), help="address to bind (default %(default)s)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("TILL_PORT", "8000")), help="port (default %(default)s)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="create or revoke API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="issue a token and print it once")
+    create.add_argument("--role", required=True, choices=["terminal", "accountant", "dispute", "admin"])
+    create.add_argument("--terminal", type=UUID, default=None, help="terminal id (required for --role terminal)")
+    create.add_argument("--label", default="", help="a note on who holds the token")
+    create.set_defaults(run=_token_create)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id", type=UUID)
+    revoke.set_defaults(run=_token_revoke)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except LedgerError as exc:
+        print(f"till: {exc.code}: {exc.detail}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The single mapping from errors to HTTP: problem+json (RFC 9457) with a stable ``code``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain import errors as e
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[e.LedgerError], int] = {
+    e.InvalidInput: 422,
+    e.RuleViolation: 422,
+    e.NotAuthenticated: 401,
+    e.Forbidden: 403,
+    e.OperatorCredentialsInvalid: 403,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.StoreUnavailable: 503,
+}
+
+PROBLEM = "application/problem+json"
+
+
+def status_of(error: e.LedgerError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": f"https://till-ledger.dev/problems/{code}", "title": title, "status": status,
+            "code": code, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(e.LedgerError)
+    async def ledger_error(request: Request, exc: e.LedgerError) -> JSONResponse:
+        return problem(status_of(exc), exc.code, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Echo where and why, never the offending input (it could be card data).
+        errors = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+                  for err in exc.errors()]
+        return problem(422, "invalid_request", "Invalid request", "the request body or parameters are invalid",
+                       errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s: %s", request.method, request.url.path, exc.__class__.__name__,
+                  exc_info=exc)
+        return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it was logged")

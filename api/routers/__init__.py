@@ -1,0 +1,1 @@
+"""One router per audience: terminal, admin, health (accountant and dispute routers follow)."""

@@ -1,0 +1,107 @@
+"""The PCI guard: full PANs and track data never enter an event.
+
+Every event field is scanned when the event is created (see ``domain.aggregate``). A Luhn-valid run
+of 13–19 digits (spaces or dashes allowed between digits) or a track-1/track-2/tag-57 pattern is
+refused with ``CardDataRejected``, naming the field but never echoing the value.
+
+Fields whose format is checked strictly elsewhere and cannot carry a PAN by construction (hex
+digests, the argon2 hash) are exempt, because a 64-hex digest has a fair chance of containing a
+Luhn-valid digit run. Product barcodes are exempt only when they carry a valid GS1 check digit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from domain.errors import CardDataRejected, InvalidInput
+
+# A digit run not glued to other letters/digits: 13-19 digits, optional single separators.
+_PAN_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
+# Track 2 "PAN=YYMM…", its chip equivalent (tag 57 / 9F6B: PAN nibbles, 'D', YYMM) and track 1 "B PAN ^".
+_TRACK = re.compile(r"\d{12,19}[=Dd]\d{4}|%?[Bb]\d{12,19}\^")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MASKED_PAN = re.compile(r"^(\d{6})([*]{3,9})(\d{4})$")
+
+EXEMPT_FIELDS = frozenset(
+    {"pan_token", "prev_hash", "image_sha256", "receipt_sha256", "token_hash", "password_hash"}
+)
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def gs1_valid(digits: str) -> bool:
+    """GS1 check digit (EAN-8, UPC-A, EAN-13, GTIN-14)."""
+    if len(digits) not in (8, 12, 13, 14) or not digits.isdigit():
+        return False
+    body, check = digits[:-1], int(digits[-1])
+    weighted = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - weighted % 10) % 10 == check
+
+
+def looks_like_card_data(text: str) -> bool:
+    if _TRACK.search(text):
+        return True
+    for match in _PAN_CANDIDATE.finditer(text):
+        digits = match.group(0).replace(" ", "").replace("-", "")
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            return True
+    return False
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(str(key), f"{path}.{key}")
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        yield path, str(value)
+
+
+def guard_fields(fields: Mapping[str, Any]) -> None:
+    """Raise CardDataRejected if any field could hold a full PAN or track data."""
+    for name, value in fields.items():
+        if name in EXEMPT_FIELDS:
+            continue
+        if name == "barcode" and isinstance(value, str) and gs1_valid(value):
+            continue
+        for path, text in _strings(value, name):
+            if looks_like_card_data(text):
+                raise CardDataRejected(
+                    f"field '{path}' looks like a full card number or track data; "
+                    "send the masked PAN (first 6 + last 4) and the keyed token only",
+                    field=path,
+                )
+
+
+def check_masked_pan(value: str) -> str:
+    match = _MASKED_PAN.match(value)
+    if not match or not 13 <= len(value) <= 19:
+        raise InvalidInput(
+            "masked_pan must be the first 6 and last 4 digits with '*' between, "
+            "e.g. 622202******1234",
+            field="masked_pan",
+        )
+    return value
+
+
+def check_hex64(value: str, field: str) -> str:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise InvalidInput(f"{field} must be 64 lowercase hex characters (SHA-256)", field=field)
+    return value

@@ -1,0 +1,127 @@
+"""Ledger: the event-sourced application — its use cases as commands, and its reads.
+
+Commands are functions of a UnitOfWork, so the same use case runs alone (one save) or grouped
+with others into one store transaction by the group committer (``adapters.group_commit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from domain.aggregate import LedgerAggregate
+from domain.api_token import ApiToken, token_hash, token_id_for
+from domain.append import AppendRequest, AppendResult, append
+from domain.chain import ChainCheck, event_record, record_hash, verify_records
+from domain.errors import AlreadyExists, NotFound, OperatorCredentialsInvalid
+from domain.ports import PasswordHasher, UnitOfWork
+from domain.stamp import Stamp
+from domain.terminal import Terminal, terminal_id_for
+from domain.till import TillSession
+from domain.till_actions import TILL_HANDLERS
+from domain.transaction import Transaction
+from domain.transaction_actions import TRANSACTION_HANDLERS
+
+R = TypeVar("R")
+TAgg = TypeVar("TAgg", bound=LedgerAggregate)
+Command = Callable[[UnitOfWork], R]
+
+
+class Ledger(Application[UUID]):
+    """The till ledger: terminals, till sessions, transactions and API tokens in one event store."""
+
+    name = "Ledger"
+
+    # ---- commands (run through an executor: grouped or single) ---------------------------------
+    @staticmethod
+    def append_transaction_event(request: AppendRequest) -> Command[AppendResult]:
+        return lambda uow: append(uow, Transaction, TRANSACTION_HANDLERS, request, lambda t: t.txn_terminal_id)
+
+    @staticmethod
+    def append_till_event(request: AppendRequest) -> Command[AppendResult]:
+        return lambda uow: append(uow, TillSession, TILL_HANDLERS, request, lambda t: t.till_terminal_id)
+
+    @staticmethod
+    def register_terminal(stamp: Stamp, merchant_name: str, merchant_no: str, terminal_no: str,
+                          parameters: Mapping[str, Any]) -> Command[Terminal]:
+        def command(uow: UnitOfWork) -> Terminal:
+            if uow.find(terminal_id_for(merchant_no, terminal_no), Terminal) is not None:
+                raise AlreadyExists(f"terminal {terminal_no} of merchant {merchant_no} is already registered")
+            terminal = Terminal.register(stamp, merchant_name, merchant_no, terminal_no, dict(parameters))
+            uow.add(terminal)
+            return terminal
+        return command
+
+    @staticmethod
+    def change_terminal_parameters(stamp: Stamp, terminal_id: UUID, changes: Mapping[str, Any]) -> Command[Terminal]:
+        def command(uow: UnitOfWork) -> Terminal:
+            terminal = uow.get(terminal_id, Terminal)
+            terminal.change_parameters(stamp, dict(changes))
+            return terminal
+        return command
+
+    @staticmethod
+    def enroll_operator(stamp: Stamp, terminal_id: UUID, operator_no: str, name: str,
+                        password_hash: str) -> Command[Terminal]:
+        def command(uow: UnitOfWork) -> Terminal:
+            terminal = uow.get(terminal_id, Terminal)
+            terminal.enroll_operator(stamp, operator_no, name, password_hash)
+            return terminal
+        return command
+
+    @staticmethod
+    def issue_token(stamp: Stamp, token: str, role: str, terminal_id: UUID | None, label: str) -> Command[ApiToken]:
+        def command(uow: UnitOfWork) -> ApiToken:
+            if terminal_id is not None:
+                uow.get(terminal_id, Terminal)
+            issued = ApiToken.issue(stamp, token, role, terminal_id, label)
+            uow.add(issued)
+            return issued
+        return command
+
+    @staticmethod
+    def revoke_token(stamp: Stamp, token_id: UUID) -> Command[ApiToken]:
+        def command(uow: UnitOfWork) -> ApiToken:
+            token = uow.get(token_id, ApiToken)
+            token.revoke(stamp)
+            return token
+        return command
+
+    # ---- reads ----------------------------------------------------------------------------------
+    def load(self, aggregate_id: UUID, cls: type[TAgg]) -> TAgg:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"no {cls.__name__} with id {aggregate_id}") from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(f"no {cls.__name__} with id {aggregate_id}")
+        return aggregate
+
+    def find_token(self, token: str) -> ApiToken | None:
+        try:
+            found = self.repository.get(token_id_for(token_hash(token)))
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, ApiToken) else None
+
+    def verify_operator(self, terminal_id: UUID, operator_no: str, password: str, hasher: PasswordHasher) -> None:
+        """Check an operator's password against the terminal's argon2 hash (slow on purpose)."""
+        terminal = self.load(terminal_id, Terminal)
+        try:
+            stored = terminal.password_hash_of(operator_no)
+        except NotFound:
+            raise OperatorCredentialsInvalid("operator number or password is wrong") from None
+        if not hasher.verify(stored, password):
+            raise OperatorCredentialsInvalid("operator number or password is wrong")
+
+    def history(self, aggregate_id: UUID, cls: type[LedgerAggregate]) -> tuple[list[dict[str, Any]], ChainCheck]:
+        """Every stored event of one stream as canonical records, with the hash-chain verdict."""
+        records = [event_record(e) for e in self.events.get(aggregate_id)]
+        if not records or not records[0]["topic"].startswith(f"{cls.__module__}:{cls.__qualname__}."):
+            raise NotFound(f"no {cls.__name__} with id {aggregate_id}")
+        for record in records:
+            record["hash"] = record_hash(record)
+        return records, verify_records({k: v for k, v in r.items() if k != "hash"} for r in records)

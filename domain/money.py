@@ -1,0 +1,52 @@
+"""Money: integer minor units plus an ISO 4217 currency. Never floats."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from domain.errors import CurrencyMismatch, InvalidMoney
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def check_minor(value: object, field: str = "amount_minor") -> int:
+    """Accept only real ints (not bools, not floats) for minor units."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidMoney(f"{field} must be an integer number of minor units, got {value!r}")
+    return value
+
+
+def check_currency(value: object) -> str:
+    if not isinstance(value, str) or not _CURRENCY.match(value):
+        raise InvalidMoney(f"currency must be an ISO 4217 code like 'CNY', got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in minor units (fen for CNY) of one currency."""
+
+    minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        check_minor(self.minor)
+        check_currency(self.currency)
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor + other.minor, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor - other.minor, self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise CurrencyMismatch(f"cannot combine {self.currency} with {other.currency}")
+
+    def __str__(self) -> str:
+        sign = "-" if self.minor < 0 else ""
+        whole, cents = divmod(abs(self.minor), 100)
+        return f"{sign}{whole}.{cents:02d} {self.currency}"

@@ -1,0 +1,204 @@
+"""Terminal: registration and parameters of one POS terminal (商户号 15 digits, 终端号 8 digits)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import re
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from domain.aggregate import LedgerAggregate
+from domain.errors import AlreadyExists, InvalidInput, NotFound, TillAlreadyOpen
+from domain.money import check_currency, check_minor
+from domain.stamp import Stamp
+
+METHODS = ("card", "cash")
+BRANDS = ("unionpay", "visa", "mastercard", "amex", "jcb", "other")
+DEFAULT_NO_CVM_LIMIT_MINOR = 100_000  # UnionPay 小额免密免签: 1000.00 CNY
+_OPERATOR_NO = re.compile(r"^\d{2,4}$")
+
+
+def terminal_id_for(merchant_no: str, terminal_no: str) -> UUID:
+    """Deterministic id: registering the same terminal twice is recognisably the same terminal."""
+    return uuid5(NAMESPACE_URL, f"till-ledger:terminal:{merchant_no}/{terminal_no}")
+
+
+def check_operator_no(value: object) -> str:
+    if not isinstance(value, str) or not _OPERATOR_NO.match(value):
+        raise InvalidInput("operator_no must be 2-4 digits, e.g. '01'", field="operator_no")
+    return value
+
+
+def check_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate a (partial) parameter set; returns it unchanged when valid."""
+    if "merchant_name" in params:
+        name = params["merchant_name"]
+        if not isinstance(name, str) or not 1 <= len(name) <= 40:
+            raise InvalidInput("merchant_name must be 1-40 characters", field="merchant_name")
+    if "store_id" in params and not (isinstance(params["store_id"], str) and 1 <= len(params["store_id"]) <= 64):
+        raise InvalidInput("store_id must be 1-64 characters", field="store_id")
+    if "timezone" in params:
+        try:
+            ZoneInfo(params["timezone"])
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise InvalidInput("timezone must be an IANA name like Asia/Shanghai", field="timezone") from exc
+    if "currency" in params:
+        check_currency(params["currency"])
+    for key in ("min_amount_minor", "max_amount_minor", "no_cvm_limit_minor"):
+        if key in params and check_minor(params[key], key) < 0:
+            raise InvalidInput(f"{key} must not be negative", field=key)
+    if "fee_rates_ppm" in params:
+        rates = params["fee_rates_ppm"]
+        if not isinstance(rates, dict) or any(
+            brand not in BRANDS or check_minor(rate, "fee rate") < 0 or rate > 100_000 for brand, rate in rates.items()
+        ):
+            raise InvalidInput(
+                f"fee_rates_ppm maps a brand ({', '.join(BRANDS)}) to parts per million (0-100000)",
+                field="fee_rates_ppm",
+            )
+    if "accepted_methods" in params:
+        methods = params["accepted_methods"]
+        if not isinstance(methods, list) or not methods or any(m not in METHODS for m in methods):
+            raise InvalidInput("accepted_methods is a non-empty list of 'card' and 'cash'", field="accepted_methods")
+    if "fallback_allowed" in params and not isinstance(params["fallback_allowed"], bool):
+        raise InvalidInput("fallback_allowed must be true or false", field="fallback_allowed")
+    return params
+
+
+class Terminal(LedgerAggregate):
+    """One registered terminal with its parameters, operators, open till and open batch."""
+
+    class Registered(LedgerAggregate.Created):
+        merchant_name: str
+        merchant_no: str
+        terminal_no: str
+        parameters: dict[str, Any]
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.merchant_name = self.merchant_name
+            terminal.merchant_no = self.merchant_no
+            terminal.terminal_no = self.terminal_no
+            terminal.parameters = dict(self.parameters)
+            terminal.operators = {}
+            terminal.till_session_id = None
+            terminal.batch_no = 1
+
+    class ParametersChanged(LedgerAggregate.Event):
+        changes: dict[str, Any]
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.parameters.update(self.changes)
+            if "merchant_name" in self.changes:
+                terminal.merchant_name = self.changes["merchant_name"]
+
+    class OperatorEnrolled(LedgerAggregate.Event):
+        enrolled_operator_no: str
+        name: str
+        password_hash: str
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.operators[self.enrolled_operator_no] = {"name": self.name, "password_hash": self.password_hash}
+
+    class TillAssigned(LedgerAggregate.Event):
+        till_session_id: UUID
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.till_session_id = self.till_session_id
+
+    class TillReleased(LedgerAggregate.Event):
+        till_session_id: UUID
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.till_session_id = None
+
+    class BatchClosed(LedgerAggregate.Event):
+        batch_no: str
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.batch_no = int(self.batch_no) + 1 if int(self.batch_no) < 999_999 else 1
+
+    if TYPE_CHECKING:  # state attributes; not annotations at run time (they would become __init__ args)
+        merchant_name: str
+        merchant_no: str
+        terminal_no: str
+        parameters: dict[str, Any]
+        operators: dict[str, dict[str, str]]
+        till_session_id: UUID | None
+        batch_no: int
+
+    @classmethod
+    def register(cls, stamp: Stamp, merchant_name: str, merchant_no: str, terminal_no: str,
+                 parameters: dict[str, Any]) -> Terminal:
+        if not re.fullmatch(r"\d{15}", merchant_no or ""):
+            raise InvalidInput("merchant_no must be 15 digits", field="merchant_no")
+        if not re.fullmatch(r"\d{8}", terminal_no or ""):
+            raise InvalidInput("terminal_no must be 8 digits", field="terminal_no")
+        full = {
+            "store_id": "main",
+            "timezone": "Asia/Shanghai",
+            "currency": "CNY",
+            "min_amount_minor": 1,
+            "max_amount_minor": 10_000_000,
+            "no_cvm_limit_minor": DEFAULT_NO_CVM_LIMIT_MINOR,
+            "fee_rates_ppm": {},
+            "accepted_methods": ["card", "cash"],
+            "fallback_allowed": True,
+            **parameters,
+        }
+        check_parameters({"merchant_name": merchant_name, **full})
+        _check_limits(full)
+        return cls._start(
+            cls.Registered,
+            terminal_id_for(merchant_no, terminal_no),
+            stamp,
+            merchant_name=merchant_name,
+            merchant_no=merchant_no,
+            terminal_no=terminal_no,
+            parameters=full,
+        )
+
+    def change_parameters(self, stamp: Stamp, changes: dict[str, Any]) -> None:
+        check_parameters(changes)
+        _check_limits({**self.parameters, **changes})
+        self._record(self.ParametersChanged, stamp, changes=changes)
+
+    def enroll_operator(self, stamp: Stamp, operator_no: str, name: str, password_hash: str) -> None:
+        check_operator_no(operator_no)
+        if operator_no in self.operators:
+            raise AlreadyExists(f"operator {operator_no} is already enrolled on this terminal")
+        if not isinstance(name, str) or not 1 <= len(name) <= 40:
+            raise InvalidInput("operator name must be 1-40 characters", field="name")
+        self._record(self.OperatorEnrolled, stamp, enrolled_operator_no=operator_no, name=name,
+                     password_hash=password_hash)
+
+    def password_hash_of(self, operator_no: str) -> str:
+        try:
+            return self.operators[operator_no]["password_hash"]
+        except KeyError:
+            raise NotFound(f"operator {operator_no} is not enrolled on this terminal") from None
+
+    def assign_till(self, stamp: Stamp, till_session_id: UUID) -> None:
+        if self.till_session_id is not None:
+            raise TillAlreadyOpen(f"till session {self.till_session_id} is still open on this terminal")
+        self._record(self.TillAssigned, stamp, till_session_id=till_session_id)
+
+    def release_till(self, stamp: Stamp, till_session_id: UUID) -> None:
+        if self.till_session_id == till_session_id:
+            self._record(self.TillReleased, stamp, till_session_id=till_session_id)
+
+    def close_batch(self, stamp: Stamp) -> None:
+        self._record(self.BatchClosed, stamp, batch_no=self.batch_label)
+
+    @property
+    def batch_label(self) -> str:
+        return f"{self.batch_no:06d}"
+
+    def accepts(self, method: str) -> bool:
+        return method in self.parameters["accepted_methods"]
+
+
+def _check_limits(params: dict[str, Any]) -> None:
+    if params["min_amount_minor"] > params["max_amount_minor"]:
+        raise InvalidInput("min_amount_minor must not exceed max_amount_minor", field="min_amount_minor")

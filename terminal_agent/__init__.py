@@ -1,0 +1,1 @@
+"""The counter process: drives the card reader and printer and appends events (see issue 5)."""
