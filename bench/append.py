@@ -201,9 +201,7 @@ def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -
     with httpx.Client(base_url=base_url, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise BenchError(
-                    f"server exited with {proc.returncode} before /healthz:\n{log_tail(log_path)}"
-                )
+                raise BenchError(f"server exited with {proc.returncode} before /healthz:\n{log_tail(log_path)}")
             try:
                 if client.get("/healthz").status_code == 200:
                     return
@@ -253,9 +251,7 @@ def expect(response: httpx.Response, statuses: tuple[int, ...]) -> dict[str, Any
         )
     data = response.json()
     if not isinstance(data, dict):
-        raise BenchError(
-            f"{response.request.method} {response.request.url.path}: expected a JSON object, got {data!r}"
-        )
+        raise BenchError(f"{response.request.method} {response.request.url.path}: expected a JSON object, got {data!r}")
     return data
 
 
@@ -356,10 +352,7 @@ def provision_terminals(base_url: str, admin_token: str, count: int) -> list[dic
 
 def fake_terminals(count: int) -> list[dict[str, str]]:
     """Terminals for the no-op app: nothing is checked, but tokens and ids have realistic sizes."""
-    return [
-        {"token": uuid.uuid4().hex + uuid.uuid4().hex, "till_session_id": str(uuid.uuid4())}
-        for _ in range(count)
-    ]
+    return [{"token": uuid.uuid4().hex + uuid.uuid4().hex, "till_session_id": str(uuid.uuid4())} for _ in range(count)]
 
 
 def read_admin_token(data_dir: Path) -> str:
@@ -451,9 +444,7 @@ def run_service_config(args: argparse.Namespace, config: str, workdir: Path) -> 
             terminals_file.write_text(json.dumps(terminals))
             run_loadgen(args, base_url, terminals_file, "app", proc.pid, result)
             if proc.poll() is not None:
-                raise BenchError(
-                    f"server exited with {proc.returncode} during the run:\n{log_tail(log_path)}"
-                )
+                raise BenchError(f"server exited with {proc.returncode} during the run:\n{log_tail(log_path)}")
         tables = schema_tables(args.database_url, schema_name)
         if not tables:
             # The service did not honour TILL_DATABASE_SCHEMA: the run was not on a fresh schema.
@@ -537,16 +528,12 @@ def print_report(results: dict[str, Result], args: argparse.Namespace, command: 
         ratio = gc.rps / ok["one-save"].rps
         checks["group_commit_vs_one_save"] = round(ratio, 2)
         target = f"target ≥ {TARGET_VS_ONE_SAVE:g}×"
-        print(
-            f"group commit ÷ one-save baseline: {ratio:6.2f}×   {target:<16} {verdict(ratio >= TARGET_VS_ONE_SAVE)}"
-        )
+        print(f"group commit ÷ one-save baseline: {ratio:6.2f}×   {target:<16} {verdict(ratio >= TARGET_VS_ONE_SAVE)}")
     if gc is not None and "noop" in ok:
         ratio = gc.rps / ok["noop"].rps
         checks["group_commit_vs_noop"] = round(ratio, 3)
         target = f"target ≥ {TARGET_VS_NOOP:g}"
-        print(
-            f"group commit ÷ no-op endpoint:    {ratio:6.3f}    {target:<16} {verdict(ratio >= TARGET_VS_NOOP)}"
-        )
+        print(f"group commit ÷ no-op endpoint:    {ratio:6.3f}    {target:<16} {verdict(ratio >= TARGET_VS_NOOP)}")
     if gc is not None:
         checks["group_commit_p99_ms"] = gc.p99_ms
         target = f"target ≤ {TARGET_P99_MS:g} ms"
@@ -576,15 +563,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Till Ledger append benchmark (group commit vs one save per request vs no-op)."
     )
-    p.add_argument(
-        "--terminals", type=int, default=64, help="concurrent simulated terminals (one connection each)"
-    )
+    p.add_argument("--terminals", type=int, default=64, help="concurrent simulated terminals (one connection each)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per configuration")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
-    p.add_argument(
-        "--workers", type=int, default=1, help="server worker processes (same for all configurations)"
-    )
+    p.add_argument("--workers", type=int, default=1, help="server worker processes (same for all configurations)")
     p.add_argument(
         "--configs",
         default=",".join(CONFIGS),
@@ -615,9 +598,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = (
-        shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["bench/append.py", *argv])
-    )
+    command = shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["bench/append.py", *argv])
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="till-bench-"))
     results: dict[str, Result] = {}

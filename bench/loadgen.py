@@ -120,9 +120,9 @@ def event_json(index: int, p: SaleParams) -> str:
         copy, digest = (
             ("merchant", p.merchant_receipt_sha256) if index == 7 else ("customer", p.customer_receipt_sha256)
         )
-        return (
-            '{"type":"ReceiptPrinted","copy":"%s","printer":"bench","reprint_no":0,'
-            '"receipt_sha256":"%s"}' % (copy, digest)
+        return '{"type":"ReceiptPrinted","copy":"%s","printer":"bench","reprint_no":0,"receipt_sha256":"%s"}' % (
+            copy,
+            digest,
         )
     if index == 9:
         return '{"type":"TransactionCompleted"}'
@@ -213,9 +213,7 @@ class TerminalSpec:
 class Stats:
     """Per-terminal results; merged at the end (no shared mutable state between coroutines)."""
 
-    latencies_ns: array[int] = field(
-        default_factory=lambda: array("q", bytes(8 * INITIAL_SAMPLES_PER_TERMINAL))
-    )
+    latencies_ns: array[int] = field(default_factory=lambda: array("q", bytes(8 * INITIAL_SAMPLES_PER_TERMINAL)))
     count: int = 0  # 2xx appends completed inside the window (== used part of latencies_ns)
     errors: int = 0  # non-2xx replies inside the window
     transport_errors: int = 0  # connection resets, unparsable replies, timeouts (any time)
@@ -276,11 +274,7 @@ async def terminal(index: int, spec: TerminalSpec, shared: Shared, stats: Stats)
                 merchant_receipt_sha256="%064x" % rng.getrandbits(256),
                 customer_receipt_sha256="%064x" % rng.getrandbits(256),
             )
-            path_head = (
-                head_prefix
-                + str(uuid.UUID(int=rng.getrandbits(128), version=4)).encode("ascii")
-                + head_suffix
-            )
+            path_head = head_prefix + str(uuid.UUID(int=rng.getrandbits(128), version=4)).encode("ascii") + head_suffix
             sale_ok = True
             for version in range(EVENTS_PER_SALE):
                 if perf() >= shared.t_end_ns:
@@ -415,9 +409,7 @@ def load_terminals(args: argparse.Namespace) -> list[TerminalSpec]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True, help="http://127.0.0.1:PORT")
-    p.add_argument(
-        "--terminals-file", help='JSON list of {"token", "till_session_id"}; its length is the concurrency'
-    )
+    p.add_argument("--terminals-file", help='JSON list of {"token", "till_session_id"}; its length is the concurrency')
     p.add_argument("--terminals", type=int, help="noop mode only: synthesise N terminals instead of a file")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (after warm-up)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")

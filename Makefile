@@ -1,0 +1,20 @@
+# The two commands a newcomer needs:  make serve   and   make test
+.PHONY: install serve test bench clean
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml infra/install.sh
+	bash infra/install.sh
+	touch $@
+
+serve: install  ## install, then run the service on the embedded SQLite store (./till-data)
+	.venv/bin/till serve
+
+test: install  ## install, then run the whole test suite (needs the PostgreSQL server, see README)
+	.venv/bin/python -m pytest
+
+bench: install  ## append throughput against PostgreSQL (see docs/performance.md)
+	.venv/bin/python bench/append.py
+
+clean:
+	rm -rf .venv till-data .pytest_cache .hypothesis
