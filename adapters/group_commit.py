@@ -62,7 +62,7 @@ def run_alone(ledger: Ledger, command: Callable[[UnitOfWork], R], cache: Aggrega
         work = WorkingSet(ledger, None)
         result = command(work)
         try:
-            recordings = ledger.save(*work.changed())
+            recordings = ledger.save_aggregates(work.changed())
         except IntegrityError:
             if cache is not None:
                 cache.evict(work.touched)
@@ -165,7 +165,7 @@ class GroupCommitter:
     def _commit(self, jobs: list[_Job]) -> None:
         self.batches += 1
         self.commands += len(jobs)
-        work = WorkingSet(self.ledger, self.cache)
+        work = WorkingSet(self.ledger, self.cache, optimistic=True)
         for job in jobs:
             before = work.pending_count()
             known = set(work.touched)
@@ -180,7 +180,7 @@ class GroupCommitter:
                     self._one_by_one(jobs)
                     return
         try:
-            recordings = self.ledger.save(*work.changed())
+            recordings = self.ledger.save_aggregates(work.changed())
         except IntegrityError:
             # Another process wrote to one of these streams: our cached copy was stale.
             work.forget()

@@ -39,7 +39,8 @@ def ledger_environment(settings: Settings, *, create_tables: bool = True) -> dic
         "POSTGRES_POOL_SIZE": str(settings.pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.max_overflow),
         "POSTGRES_CONNECT_TIMEOUT": "5",
-        "POSTGRES_PRE_PING": "y",
+        # No pre-ping: it costs a round trip per checkout; the recorder already retries a dead connection.
+        "POSTGRES_PRE_PING": "n",
         "CREATE_TABLE": create,
     }
 

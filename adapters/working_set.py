@@ -58,19 +58,24 @@ class AggregateCache:
 class WorkingSet:
     """The aggregates that one batch of commands reads and changes (a UnitOfWork)."""
 
-    def __init__(self, ledger: Ledger, cache: AggregateCache | None) -> None:
+    def __init__(self, ledger: Ledger, cache: AggregateCache | None, *, optimistic: bool = False) -> None:
         self.ledger = ledger
         self.cache = cache
+        # Optimistic: trust the cache and skip reads for streams expected to be new; the save's
+        # primary key catches any mistake and the caller re-runs the command non-optimistically.
+        self.optimistic = optimistic
         self.touched: dict[UUID, LedgerAggregate] = {}
         self.loaded_at: dict[UUID, float] = {}
 
     def find(self, aggregate_id: UUID, cls: type[TAgg], *, at_least_version: int = 0,
-             max_age: float | None = None) -> TAgg | None:
+             max_age: float | None = None, expect_new: bool = False) -> TAgg | None:
         aggregate = self.touched.get(aggregate_id)
         if aggregate is None:
             cached = self.cache.get(aggregate_id, max_age) if self.cache is not None else None
             if cached is not None and cached[0].version >= at_least_version:
                 aggregate, self.loaded_at[aggregate_id] = cached
+            elif expect_new and self.optimistic:
+                return None
             else:
                 aggregate = self._load(aggregate_id)
             if aggregate is None:
@@ -91,6 +96,11 @@ class WorkingSet:
         self.loaded_at[aggregate.id] = time.monotonic()
 
     def recorded_event(self, aggregate_id: UUID, version: int) -> Any | None:
+        # A retry can arrive in the same group as its original, before that one is saved.
+        touched = self.touched.get(aggregate_id)
+        for event in touched.pending_events if touched is not None else ():
+            if event.originator_version == version:
+                return event
         events = list(self.ledger.events.get(aggregate_id, gt=version - 1, lte=version))
         return events[0] if events else None
 

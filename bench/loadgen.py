@@ -61,10 +61,9 @@ def _dumps(obj: Any) -> str:
 
 
 # --- request body templates ---------------------------------------------------------------------
-# One template per event of a card sale, as %-format strings over the envelope.  The constant JSON
+# One template per event of a card sale, as f-strings, plus one for the envelope.  The constant JSON
 # fragments are encoded once here; per request we only substitute a few numbers and hex strings.
 # The envelope order (expected_version, operator_no, device_time, event) follows the contract.
-_ENVELOPE = '{"expected_version":%d,"operator_no":"01","device_time":"%s","event":%s}'
 
 _CARD_PRESENTED_CONST = _dumps(
     {
@@ -98,35 +97,38 @@ class SaleParams:
 
 
 def event_json(index: int, p: SaleParams) -> str:
-    """The JSON of event ``index`` (0..9) of a card sale."""
+    """The JSON of event ``index`` (0..9) of a card sale (f-strings: JSON braces are doubled)."""
     if index == 0:
         return (
-            '{"type":"TransactionOpened","kind":"sale","payment_method":"card",'
-            '"till_session_id":"%s","batch_no":"000001","trace_no":"%06d"}' % (p.till_session_id, p.trace_no)
+            f'{{"type":"TransactionOpened","kind":"sale","payment_method":"card",'
+            f'"till_session_id":"{p.till_session_id}","batch_no":"000001","trace_no":"{p.trace_no:06d}"}}'
         )
     if index == 1:
-        return '{"type":"AmountEntered","amount_minor":%d,"currency":"CNY"}' % p.amount_minor
+        return f'{{"type":"AmountEntered","amount_minor":{p.amount_minor},"currency":"CNY"}}'
     if index == 2:
         return '{"type":"AmountConfirmed"}'
     if index == 3:
-        return '{"type":"CardPresented","pan_token":"%s",%s}' % (p.pan_token, _CARD_PRESENTED_CONST)
+        return f'{{"type":"CardPresented","pan_token":"{p.pan_token}",{_CARD_PRESENTED_CONST}}}'
     if index == 4:
         return '{"type":"PinVerified","method":"online"}'
     if index == 5:
-        return '{"type":"AuthorizationRequested","stan":"%06d"}' % p.trace_no
+        return f'{{"type":"AuthorizationRequested","stan":"{p.trace_no:06d}"}}'
     if index == 6:
-        return '{"type":"Authorized","auth_code":"123456","rrn":"%012d","response_code":"00"}' % p.rrn
+        return f'{{"type":"Authorized","auth_code":"123456","rrn":"{p.rrn:012d}","response_code":"00"}}'
     if index in (7, 8):
         copy, digest = (
             ("merchant", p.merchant_receipt_sha256) if index == 7 else ("customer", p.customer_receipt_sha256)
         )
-        return '{"type":"ReceiptPrinted","copy":"%s","printer":"bench","reprint_no":0,"receipt_sha256":"%s"}' % (
-            copy,
-            digest,
+        return (
+            f'{{"type":"ReceiptPrinted","copy":"{copy}","printer":"bench","reprint_no":0,"receipt_sha256":"{digest}"}}'
         )
     if index == 9:
         return '{"type":"TransactionCompleted"}'
     raise ValueError(f"a sale has {EVENTS_PER_SALE} events, got index {index}")
+
+
+def envelope_json(expected_version: int, device_time: str, event: str) -> str:
+    return f'{{"expected_version":{expected_version},"operator_no":"01","device_time":"{device_time}","event":{event}}}'
 
 
 class DeviceClock:
@@ -269,17 +271,17 @@ async def terminal(index: int, spec: TerminalSpec, shared: Shared, stats: Stats)
                 till_session_id=spec.till_session_id,
                 trace_no=trace_no,
                 amount_minor=rng.randint(100, 99999),
-                pan_token="%064x" % rng.getrandbits(256),
+                pan_token=f"{rng.getrandbits(256):064x}",
                 rrn=rng.randrange(10**12),
-                merchant_receipt_sha256="%064x" % rng.getrandbits(256),
-                customer_receipt_sha256="%064x" % rng.getrandbits(256),
+                merchant_receipt_sha256=f"{rng.getrandbits(256):064x}",
+                customer_receipt_sha256=f"{rng.getrandbits(256):064x}",
             )
             path_head = head_prefix + str(uuid.UUID(int=rng.getrandbits(128), version=4)).encode("ascii") + head_suffix
             sale_ok = True
             for version in range(EVENTS_PER_SALE):
                 if perf() >= shared.t_end_ns:
                     break
-                body = (_ENVELOPE % (version, clock.now(), event_json(version, params))).encode("ascii")
+                body = envelope_json(version, clock.now(), event_json(version, params)).encode("ascii")
                 request = path_head + str(len(body)).encode("ascii") + b"\r\n\r\n" + body
                 if writer is None:
                     reader, writer = await asyncio.open_connection(shared.host, shared.port)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException
@@ -66,7 +66,7 @@ async def append(
         stream_id=transaction_id,
         version=envelope.expected_version + 1,
         type=event_type,
-        recorded_at=datetime.now(timezone.utc),
+        recorded_at=datetime.now(UTC),
         # The real service returns a SHA-256 chain hash; hashing the token is the same amount of work
         # as hashing a small event and gives a reply of the same size.
         hash=hashlib.sha256(authorization.encode()).hexdigest(),

@@ -64,7 +64,8 @@ def append(uow: UnitOfWork, cls: type[LedgerAggregate], handlers: Mapping[str, H
                            f"expected one of {', '.join(sorted(handlers))}", field="event.type")
     if request.expected_version < 0:
         raise InvalidInput("expected_version must not be negative", field="expected_version")
-    stream = uow.find(request.stream_id, cls, at_least_version=request.expected_version)
+    stream = uow.find(request.stream_id, cls, at_least_version=request.expected_version,
+                      expect_new=request.expected_version == 0)
     current = stream.version if stream is not None else 0
     if stream is not None and owner(stream) != request.stamp.terminal_id:
         raise Forbidden("this stream belongs to another terminal")

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import Recording
 
 from domain.aggregate import LedgerAggregate
 from domain.api_token import ApiToken, token_hash, token_id_for
@@ -34,6 +35,21 @@ class Ledger(Application[UUID]):
     """The till ledger: terminals, till sessions, transactions and API tokens in one event store."""
 
     name = "Ledger"
+
+    def save_aggregates(self, aggregates: list[LedgerAggregate]) -> list[Recording[UUID]]:
+        """``save()`` for our own aggregates, without its per-object runtime Protocol checks.
+
+        Those isinstance checks cost ~9% of the group committer's time. This builds the same
+        ProcessingEvent ``save()`` builds (eventsourcing 9.5.6, pinned) and records it the same way.
+        """
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
 
     # ---- commands (run through an executor: grouped or single) ---------------------------------
     @staticmethod
