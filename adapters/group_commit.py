@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from adapters.working_set import AggregateCache, WorkingSet
+from domain.aggregate import EVENT_SEQUENCE
 from domain.append import AppendResult
 from domain.errors import LedgerError, StoreUnavailable
 from domain.ledger import Ledger
@@ -167,15 +168,12 @@ class GroupCommitter:
         self.commands += len(jobs)
         work = WorkingSet(self.ledger, self.cache, optimistic=True)
         for job in jobs:
-            before = work.pending_count()
-            known = set(work.touched)
+            mark = next(EVENT_SEQUENCE)
             try:
                 job.outcome.value = job.command(work)
             except LedgerError as exc:
                 job.outcome.error = exc
-                half_applied = work.pending_count() != before or any(
-                    work.touched[i].pending_events for i in set(work.touched) - known)
-                if half_applied:
+                if next(EVENT_SEQUENCE) != mark + 1:  # it may have changed an aggregate before raising
                     work.forget()
                     self._one_by_one(jobs)
                     return
@@ -192,6 +190,11 @@ class GroupCommitter:
             for job in jobs:
                 job.outcome = _Outcome(error=error)
             return
+        except (ValueError, TypeError):
+            # One event could not be encoded for the store: find it, and save the others.
+            work.forget()
+            self._one_by_one(jobs)
+            return
         _fill_positions([job.outcome for job in jobs], recordings)
         work.remember()
 
@@ -199,7 +202,7 @@ class GroupCommitter:
         for job in jobs:
             try:
                 job.outcome = _Outcome(run_alone(self.ledger, job.command, self.cache))
-            except LedgerError as exc:
+            except (LedgerError, ValueError, TypeError) as exc:  # each caller gets its own answer
                 job.outcome = _Outcome(error=exc)
 
     @staticmethod

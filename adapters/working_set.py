@@ -113,9 +113,6 @@ class WorkingSet:
         self.loaded_at[aggregate_id] = loaded_at
         return aggregate  # type: ignore[no-any-return]
 
-    def pending_count(self) -> int:
-        return sum(len(a.pending_events) for a in self.touched.values())
-
     def changed(self) -> list[LedgerAggregate]:
         return [a for a in self.touched.values() if a.pending_events]
 

@@ -16,6 +16,7 @@ from adapters.settings import Settings
 from adapters.store import ledger_environment, prepare_store
 from api.auth import TokenAuthority, new_token
 from api.errors import install_error_handlers
+from api.raw_body import install_raw_body_schemas
 from api.routers import admin, health, terminal
 from api.services import Executor, Services
 from domain.ledger import Ledger
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                               "with a stable `code`. Money is integer minor units.")
     app.state.services = built
     install_error_handlers(app)
+    install_raw_body_schemas(app)
     app.include_router(health.router)
     app.include_router(terminal.router)
     app.include_router(admin.router)

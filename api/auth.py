@@ -57,22 +57,27 @@ class TokenAuthority:
         self._cache = {k: v for k, v in self._cache.items() if v[0] is None or v[0].token_id != token_id}
 
 
+async def authenticate(request: Request, roles: tuple[str, ...]) -> Principal:
+    """The caller's principal, if its bearer token is valid and has one of ``roles``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthenticated("send Authorization: Bearer <token>")
+    authority: TokenAuthority = request.app.state.services.tokens
+    hit, resolved = authority.cached(token)
+    if not hit:
+        resolved = await run_in_threadpool(authority.resolve, token)
+    if resolved is None:
+        raise NotAuthenticated("unknown or revoked token")
+    if resolved.role not in roles:
+        raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
+    return resolved
+
+
 def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency admitting only the given roles."""
 
     async def dependency(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise NotAuthenticated("send Authorization: Bearer <token>")
-        authority: TokenAuthority = request.app.state.services.tokens
-        hit, resolved = authority.cached(token)
-        if not hit:
-            resolved = await run_in_threadpool(authority.resolve, token)
-        if resolved is None:
-            raise NotAuthenticated("unknown or revoked token")
-        if resolved.role not in roles:
-            raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
-        return resolved
+        return await authenticate(request, roles)
 
     return dependency

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import itertools
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -19,6 +20,11 @@ from domain.chain import GENESIS, event_hash
 from domain.stamp import Stamp
 
 TLedgerAggregate = TypeVar("TLedgerAggregate", bound="LedgerAggregate")
+
+# Advanced once per event created (atomic under the GIL). A unit of work reads it before and after a
+# command: if a command raised but the sequence moved by more than the read itself, it may have left
+# events on an aggregate, and its group must be replayed from fresh loads.
+EVENT_SEQUENCE = itertools.count()
 
 
 class LedgerAggregate(Aggregate):
@@ -53,14 +59,10 @@ class LedgerAggregate(Aggregate):
         **fields: Any,
     ) -> TLedgerAggregate:
         guard_fields(fields)
+        next(EVENT_SEQUENCE)
         return cls._create(event_class, id=aggregate_id, prev_hash=GENESIS, **stamp.event_fields(), **fields)
 
     def _record(self, event_class: type[Any], stamp: Stamp, **fields: Any) -> None:
         guard_fields(fields)
+        next(EVENT_SEQUENCE)
         self.trigger_event(event_class, prev_hash=self.chain_head, **stamp.event_fields(), **fields)
-
-    def last_event_matches(self, event: Any, event_type: str, fields: dict[str, Any]) -> bool:
-        """Whether a recorded event is the same client statement as (event_type, fields)."""
-        if type(event).__name__ != event_type:
-            return False
-        return all(getattr(event, name, None) == fields.get(name) for name in type(event).client_fields)

@@ -17,11 +17,13 @@ from typing import Any
 
 from domain.errors import CardDataRejected, InvalidInput
 
-# A digit run not glued to other letters/digits: 13-19 digits, optional single separators.
-_PAN_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
+# A run of digit groups (single spaces or dashes between them) not glued to letters or digits.
+_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])\d+(?:[ -]\d+)*(?![0-9A-Za-z])")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # Track 2 "PAN=YYMM…", its chip equivalent (tag 57 / 9F6B: PAN nibbles, 'D', YYMM) and track 1 "B PAN ^".
 _TRACK = re.compile(r"\d{12,19}[=Dd]\d{4}|%?[Bb]\d{12,19}\^")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SAFE_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _MASKED_PAN = re.compile(r"^(\d{6})([*]{3,9})(\d{4})$")
 
 EXEMPT_FIELDS = frozenset(
@@ -53,10 +55,18 @@ def gs1_valid(digits: str) -> bool:
 def looks_like_card_data(text: str) -> bool:
     if _TRACK.search(text):
         return True
-    for match in _PAN_CANDIDATE.finditer(text):
-        digits = match.group(0).replace(" ", "").replace("-", "")
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return True
+    for match in _DIGIT_RUN.finditer(text):
+        # Try every span of whole groups, so "4111 1111 1111 1111 2" and "card 4111111111111111 x2"
+        # are caught, without testing arbitrary substrings of one long number (false alarms).
+        groups = re.split(r"[ -]", match.group(0))
+        for start in range(len(groups)):
+            digits = ""
+            for group in groups[start:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_valid(digits):
+                    return True
     return False
 
 
@@ -65,8 +75,9 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _strings(str(key), f"{path}.{key}")
-            yield from _strings(item, f"{path}.{key}")
+            yield f"{path} (a key)", str(key)
+            # Never put a key into a path that an error message will show: it may be the card number.
+            yield from _strings(item, f"{path}.{key}" if _SAFE_KEY.match(str(key)) else f"{path}.<key>")
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             yield from _strings(item, f"{path}[{i}]")
@@ -80,7 +91,7 @@ def guard_fields(fields: Mapping[str, Any]) -> None:
         if name in EXEMPT_FIELDS:
             continue
         if name == "barcode" and isinstance(value, str) and gs1_valid(value):
-            continue
+            continue  # product codes carry a GS1 check digit; a random PAN rarely does
         for path, text in _strings(value, name):
             if looks_like_card_data(text):
                 raise CardDataRejected(
@@ -88,6 +99,9 @@ def guard_fields(fields: Mapping[str, Any]) -> None:
                     "send the masked PAN (first 6 + last 4) and the keyed token only",
                     field=path,
                 )
+            if _UNSTORABLE.search(text):
+                raise InvalidInput(f"field '{path}' holds characters that cannot be stored (NUL or a lone "
+                                   "surrogate); send valid UTF-8 text", field=path)
 
 
 def check_masked_pan(value: str) -> str:

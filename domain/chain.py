@@ -40,19 +40,33 @@ def canonical_record(topic: str, attributes: Mapping[str, Any]) -> dict[str, Any
     return record
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} has no canonical JSON form")
+
+
 def record_hash(record: Mapping[str, Any]) -> str:
-    body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # UUIDs and datetimes become the same strings canonical_record() gives them, so hashing an event
+    # object and hashing its exported JSON record agree.
+    body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _topic(event: Any) -> str:
+    cls = type(event)
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def event_record(event: Any) -> dict[str, Any]:
     """Canonical record of an eventsourcing domain event object."""
-    cls = type(event)
-    return canonical_record(f"{cls.__module__}:{cls.__qualname__}", vars(event))
+    return canonical_record(_topic(event), vars(event))
 
 
 def event_hash(event: Any) -> str:
-    return record_hash(event_record(event))
+    return record_hash({"topic": _topic(event), **vars(event)})
 
 
 @dataclass(frozen=True, slots=True)

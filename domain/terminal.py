@@ -12,23 +12,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from domain.aggregate import LedgerAggregate
 from domain.errors import AlreadyExists, InvalidInput, NotFound, TillAlreadyOpen
 from domain.money import check_currency, check_minor
-from domain.stamp import Stamp
+from domain.stamp import Stamp, check_operator_no
 
 METHODS = ("card", "cash")
 BRANDS = ("unionpay", "visa", "mastercard", "amex", "jcb", "other")
 DEFAULT_NO_CVM_LIMIT_MINOR = 100_000  # UnionPay 小额免密免签: 1000.00 CNY
-_OPERATOR_NO = re.compile(r"^\d{2,4}$")
 
 
 def terminal_id_for(merchant_no: str, terminal_no: str) -> UUID:
     """Deterministic id: registering the same terminal twice is recognisably the same terminal."""
     return uuid5(NAMESPACE_URL, f"till-ledger:terminal:{merchant_no}/{terminal_no}")
-
-
-def check_operator_no(value: object) -> str:
-    if not isinstance(value, str) or not _OPERATOR_NO.match(value):
-        raise InvalidInput("operator_no must be 2-4 digits, e.g. '01'", field="operator_no")
-    return value
 
 
 def check_parameters(params: dict[str, Any]) -> dict[str, Any]:

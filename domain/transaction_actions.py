@@ -113,9 +113,19 @@ def _card(uow: UnitOfWork, txn: Transaction, r: AppendRequest) -> Transaction:
     return txn
 
 
+def _require_void_batch_open(uow: UnitOfWork, txn: Transaction, original: Transaction) -> None:
+    """A void opened before a settlement must not go through after it: that is a refund now."""
+    if txn.kind == "void":
+        terminal = uow.get(txn.txn_terminal_id, Terminal, max_age=TERMINAL_MAX_AGE_S)
+        if original.batch_no != terminal.batch_label:
+            raise VoidNotAllowed("the sale's batch has been settled since this void began; make a refund")
+
+
 def _authorization_requested(uow: UnitOfWork, txn: Transaction, r: AppendRequest) -> Transaction:
-    txn.request_authorization(r.stamp, r.fields.get("stan"))  # type: ignore[arg-type]
     original = _original(uow, txn)
+    if original is not None:
+        _require_void_batch_open(uow, txn, original)
+    txn.request_authorization(r.stamp, r.fields.get("stan"))  # type: ignore[arg-type]
     if original is not None:
         original.reserve_credit(r.stamp, txn)
     return txn
@@ -158,10 +168,13 @@ def _unknown(uow: UnitOfWork, txn: Transaction, r: AppendRequest) -> Transaction
 
 
 def _completed(uow: UnitOfWork, txn: Transaction, r: AppendRequest) -> Transaction:
-    txn.complete(r.stamp)
     original = _original(uow, txn)
+    goes_through = txn.payment_method == "cash" or txn.outcome == "authorized"
+    if original is not None and goes_through:
+        _require_void_batch_open(uow, txn, original)
+    txn.complete(r.stamp)
     if original is not None:
-        if txn.payment_method == "cash" or txn.outcome == "authorized":
+        if goes_through:
             original.apply_credit(r.stamp, txn)
         else:
             original.release_credit(r.stamp, txn.id)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import Principal, require
+from api.auth import Principal, authenticate, require
+from api.raw_body import body_schema, json_response, parse_body
 from api.schemas import AppendOut, Envelope, TillAppend, TransactionAppend
 from api.services import Services
 from domain.append import AppendRequest, AppendResult
@@ -21,7 +23,7 @@ from domain.transaction import Transaction
 from api.transaction_view import transaction_view
 
 router = APIRouter(tags=["terminal"])
-terminal_only = require("terminal")
+TERMINAL = ("terminal",)
 readers = require("terminal", "accountant", "dispute", "admin")
 
 
@@ -36,27 +38,39 @@ def _request(services: Services, principal: Principal, stream_id: UUID, body: En
     return AppendRequest(stream_id, body.expected_version, event_type, fields, stamp)
 
 
-def _answer(result: AppendResult, response: Response) -> AppendOut:
-    response.status_code = 200 if result.replayed else 201
-    return AppendOut(stream_id=result.stream_id, version=result.version, type=result.event_type,
-                     recorded_at=result.recorded_at, hash=result.hash, position=result.position,
-                     replayed=result.replayed)
+def _answer(result: AppendResult) -> Response:
+    return json_response({"stream_id": str(result.stream_id), "version": result.version, "type": result.event_type,
+                          "recorded_at": result.recorded_at.isoformat(), "hash": result.hash,
+                          "position": result.position, "replayed": result.replayed},
+                         200 if result.replayed else 201)
 
 
+_APPEND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": AppendOut, "description": "Identical retry: the recorded result"},
+    409: {"description": "A different event is recorded at that version (problem+json with current_version)"},
+    422: {"description": "A rule or a value refused it (problem+json with a stable code)"},
+}
+
+
+# The append routes take the raw body (api/raw_body.py): they carry almost all of the traffic.
 @router.post("/v1/transactions/{transaction_id}/events", response_model=AppendOut, status_code=201,
+             responses=_APPEND_RESPONSES, openapi_extra=body_schema(TransactionAppend),
              summary="Append one till action to a transaction (idempotent by expected_version)")
-async def append_transaction_event(transaction_id: UUID, body: TransactionAppend, request: Request,
-                                   response: Response, principal: Principal = Depends(terminal_only)) -> AppendOut:
+async def append_transaction_event(transaction_id: UUID, request: Request) -> Response:
+    principal = await authenticate(request, TERMINAL)
+    body = parse_body(TransactionAppend, await request.body())
     services = _services(request)
     append = _request(services, principal, transaction_id, body, body.event)
     result = await services.executor.submit(Ledger.append_transaction_event(append))
-    return _answer(result, response)
+    return _answer(result)
 
 
 @router.post("/v1/till-sessions/{till_session_id}/events", response_model=AppendOut, status_code=201,
+             responses=_APPEND_RESPONSES, openapi_extra=body_schema(TillAppend),
              summary="Append one event to a till session (open, sign in/out, count, settle, close)")
-async def append_till_event(till_session_id: UUID, body: TillAppend, request: Request, response: Response,
-                            principal: Principal = Depends(terminal_only)) -> AppendOut:
+async def append_till_event(till_session_id: UUID, request: Request) -> Response:
+    principal = await authenticate(request, TERMINAL)
+    body = parse_body(TillAppend, await request.body())
     services = _services(request)
     append = _request(services, principal, till_session_id, body, body.event)
     if append.event_type == "OperatorSignedIn":
@@ -70,7 +84,7 @@ async def append_till_event(till_session_id: UUID, body: TillAppend, request: Re
         fields[PASSWORD_VERIFIED] = True
         append = AppendRequest(append.stream_id, append.expected_version, append.event_type, fields, append.stamp)
     result = await services.executor.submit(Ledger.append_till_event(append))
-    return _answer(result, response)
+    return _answer(result)
 
 
 def _check_reader(principal: Principal, owner: UUID | None) -> None:
