@@ -103,7 +103,7 @@ class SingleSaveExecutor:
 class GroupCommitter:
     """A single writer thread that saves all commands waiting for it in one store transaction."""
 
-    def __init__(self, ledger: Ledger, max_batch: int = 500, cache_size: int = 50_000) -> None:
+    def __init__(self, ledger: Ledger, max_batch: int = 500, cache_size: int = 2_048) -> None:
         self.ledger = ledger
         self.max_batch = max_batch
         self.cache = AggregateCache(cache_size)

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     max_overflow: int = Field(10, ge=0, le=100)
     group_commit: bool = Field(True, description="Group concurrent appends into one store transaction.")
     group_commit_max_batch: int = Field(500, ge=1, le=10_000)
-    cache_size: int = Field(50_000, ge=0, description="Aggregates kept in the writer's memory.")
+    # Active streams are a few per terminal; a bigger cache mostly holds finished sales and makes the
+    # garbage collector's full passes (which pause the writer) longer.
+    cache_size: int = Field(2_048, ge=0, description="Aggregates kept in the writer's memory.")
     token_cache_s: float = Field(5.0, ge=0, description="How long a process trusts a token lookup.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -76,11 +76,11 @@ async def append_till_event(till_session_id: UUID, request: Request) -> Response
     if append.event_type == "OperatorSignedIn":
         fields = dict(append.fields)
         password = fields.pop("password")
+        if fields["operator_no"] != body.operator_no:
+            raise Forbidden("operator_no in the envelope and the event must be the same operator")
         # argon2 is slow on purpose: check it here, off the single writer thread.
         await run_in_threadpool(services.ledger.verify_operator, principal.terminal_id, fields["operator_no"],
                                 password, services.hasher)
-        if fields["operator_no"] != body.operator_no:
-            raise Forbidden("operator_no in the envelope and the event must be the same operator")
         fields[PASSWORD_VERIFIED] = True
         append = AppendRequest(append.stream_id, append.expected_version, append.event_type, fields, append.stamp)
     result = await services.executor.submit(Ledger.append_till_event(append))
