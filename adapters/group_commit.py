@@ -153,12 +153,11 @@ class GroupCommitter:
                 jobs.append(job)
             try:
                 self._commit(jobs)
-            except Exception as exc:  # the writer must outlive any one batch; callers get the error
+            except Exception as exc:  # the writer must outlive any one batch; nothing of it was saved
                 log.exception("group commit failed")
                 self.cache.clear()
                 for job in jobs:
-                    if job.outcome.value is None and job.outcome.error is None:
-                        job.outcome.error = exc
+                    job.outcome = _Outcome(error=exc)
             self._resolve(jobs)
             if stopping:
                 return
@@ -177,6 +176,11 @@ class GroupCommitter:
                     work.forget()
                     self._one_by_one(jobs)
                     return
+            except Exception:  # a defect, not a rule: isolate it so it fails only its own caller
+                log.exception("command failed unexpectedly; replaying its group one by one")
+                work.forget()
+                self._one_by_one(jobs)
+                return
         try:
             recordings = self.ledger.save_aggregates(work.changed())
         except IntegrityError:
@@ -202,7 +206,7 @@ class GroupCommitter:
         for job in jobs:
             try:
                 job.outcome = _Outcome(run_alone(self.ledger, job.command, self.cache))
-            except (LedgerError, ValueError, TypeError) as exc:  # each caller gets its own answer
+            except Exception as exc:  # each caller gets its own answer, whatever went wrong
                 job.outcome = _Outcome(error=exc)
 
     @staticmethod

@@ -49,9 +49,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Echo where and why, never the offending input (it could be card data).
-        errors = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-                  for err in exc.errors()]
+        # Say where and why, never echo what was sent (it could be card data): not the value, not an
+        # unknown key in the location, not an unknown discriminator in the message.
+        errors = []
+        for err in exc.errors():
+            kind = err.get("type", "")
+            loc = [str(part) for part in err.get("loc", ())]
+            if kind == "extra_forbidden" and loc:
+                loc[-1] = "<unexpected field>"
+            message = err.get("msg", "")
+            if kind in ("union_tag_invalid", "literal_error", "enum"):
+                message = "not one of the allowed values (see the API schema)"
+            errors.append({"loc": loc, "msg": message, "type": kind})
         return problem(422, "invalid_request", "Invalid request", "the request body or parameters are invalid",
                        errors=errors)
 

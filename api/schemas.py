@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 
 class Strict(BaseModel):
@@ -217,11 +217,18 @@ TransactionEvent = Annotated[
     Field(discriminator="type")]
 
 
+def _iso_text(value: object) -> object:
+    """device_time must be ISO 8601 text: a bare number would be read as UTC and lose the terminal's offset."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("device_time must be an ISO 8601 string with a UTC offset")
+    return value
+
+
 # ---- envelopes ------------------------------------------------------------------------------------
 class Envelope(Strict):
     expected_version: StrictInt = Field(ge=0, description="The version you believe the stream is at (0 = new).")
     operator_no: StrictStr | None = None
-    device_time: Annotated[AwareDatetime, Field(strict=False)] | None = Field(
+    device_time: Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_iso_text)] | None = Field(
         None, description="The terminal's own clock, ISO 8601 with its UTC offset.")
 
 

@@ -8,7 +8,7 @@
     ├── RuleViolation                   a well-formed request the rules forbid (422)
     │   ├── OutOfSequence               event not allowed in the stream's current state
     │   ├── TillNotOpen, TillAlreadyOpen, TillBlocked, OperatorNotSignedIn, OperatorAlreadySignedIn
-    │   ├── PaymentMethodNotAccepted, FallbackNotAllowed, CurrencyMismatch, WrongBatch
+    │   ├── PaymentMethodNotAccepted, FallbackNotAllowed, CurrencyMismatch, WrongBatch, DuplicateTrace
     │   ├── VoidNotAllowed, RefundNotAllowed, RefundExceedsRemaining
     │   └── SignatureRequired
     ├── NotAuthenticated / Forbidden / OperatorCredentialsInvalid     (401 / 403)
@@ -120,6 +120,13 @@ class FallbackNotAllowed(RuleViolation):
 class CurrencyMismatch(RuleViolation):
     code = "currency_mismatch"
     title = "Currency does not match"
+
+
+class DuplicateTrace(RuleViolation):
+    """A trace number (凭证号) identifies one transaction within a terminal's batch."""
+
+    code = "duplicate_trace"
+    title = "Trace number already used in this batch"
 
 
 class WrongBatch(RuleViolation):

@@ -35,6 +35,8 @@ class Ledger(Application[UUID]):
     """The till ledger: terminals, till sessions, transactions and API tokens in one event store."""
 
     name = "Ledger"
+    # A terminal's stream grows with every transaction it starts: load it from a snapshot.
+    snapshotting_intervals = {Terminal: 100}
 
     def save_aggregates(self, aggregates: list[LedgerAggregate]) -> list[Recording[UUID]]:
         """``save()`` for our own aggregates, without its per-object runtime Protocol checks.

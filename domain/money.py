@@ -13,13 +13,13 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 def check_minor(value: object, field: str = "amount_minor") -> int:
     """Accept only real ints (not bools, not floats) for minor units."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidMoney(f"{field} must be an integer number of minor units, got {value!r}")
+        raise InvalidMoney(f"{field} must be an integer number of minor units", field=field)
     return value
 
 
 def check_currency(value: object) -> str:
     if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise InvalidMoney(f"currency must be an ISO 4217 code like 'CNY', got {value!r}")
+        raise InvalidMoney("currency must be an ISO 4217 code like 'CNY'", field="currency")
     return value
 
 

@@ -10,7 +10,15 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.aggregate import LedgerAggregate
-from domain.errors import AlreadyExists, InvalidInput, NotFound, TillAlreadyOpen
+from domain.errors import (
+    AlreadyExists,
+    DuplicateTrace,
+    InvalidInput,
+    NotFound,
+    TillAlreadyOpen,
+    TillBlocked,
+    WrongBatch,
+)
 from domain.money import check_currency, check_minor
 from domain.stamp import Stamp, check_operator_no
 
@@ -77,6 +85,8 @@ class Terminal(LedgerAggregate):
             terminal.operators = {}
             terminal.till_session_id = None
             terminal.batch_no = 1
+            terminal.traces = {}
+            terminal.blocked_by = []
 
     class ParametersChanged(LedgerAggregate.Event):
         changes: dict[str, Any]
@@ -111,6 +121,31 @@ class Terminal(LedgerAggregate):
 
         def apply(self, terminal: Terminal) -> None:
             terminal.batch_no = int(self.batch_no) + 1 if int(self.batch_no) < 999_999 else 1
+            terminal.traces = {}
+
+    class TransactionStarted(LedgerAggregate.Event):
+        transaction_id: UUID
+        kind: str
+        payment_method: str
+        batch_no: str
+        trace_no: str
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.traces[self.trace_no] = str(self.transaction_id)
+
+    class Blocked(LedgerAggregate.Event):
+        """A transaction's outcome became unknown: no new card sale until it is resolved."""
+
+        transaction_id: UUID
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.blocked_by.append(self.transaction_id)
+
+    class Unblocked(LedgerAggregate.Event):
+        transaction_id: UUID
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.blocked_by.remove(self.transaction_id)
 
     if TYPE_CHECKING:  # state attributes; not annotations at run time (they would become __init__ args)
         merchant_name: str
@@ -120,6 +155,8 @@ class Terminal(LedgerAggregate):
         operators: dict[str, dict[str, str]]
         till_session_id: UUID | None
         batch_no: int
+        traces: dict[str, str]  # trace number -> transaction id, in the open batch
+        blocked_by: list[UUID]
 
     @classmethod
     def register(cls, stamp: Stamp, merchant_name: str, merchant_no: str, terminal_no: str,
@@ -182,7 +219,36 @@ class Terminal(LedgerAggregate):
             self._record(self.TillReleased, stamp, till_session_id=till_session_id)
 
     def close_batch(self, stamp: Stamp) -> None:
+        self.require_unblocked("settle the batch")
         self._record(self.BatchClosed, stamp, batch_no=self.batch_label)
+
+    def start_transaction(self, stamp: Stamp, transaction_id: UUID, kind: str, payment_method: str,
+                          batch_no: str, trace_no: str) -> None:
+        """Every transaction starts here, so a block or a settlement in another process conflicts with it."""
+        if batch_no != self.batch_label:
+            raise WrongBatch(f"the terminal's open batch is {self.batch_label}", open_batch=self.batch_label)
+        if payment_method == "card":
+            self.require_unblocked("start a card transaction")
+        if trace_no in self.traces:
+            raise DuplicateTrace(f"trace number {trace_no} is already used in batch {batch_no}")
+        self._record(self.TransactionStarted, stamp, transaction_id=transaction_id, kind=kind,
+                     payment_method=payment_method, batch_no=batch_no, trace_no=trace_no)
+
+    def block(self, stamp: Stamp, transaction_id: UUID) -> None:
+        if transaction_id not in self.blocked_by:
+            self._record(self.Blocked, stamp, transaction_id=transaction_id)
+
+    def unblock(self, stamp: Stamp, transaction_id: UUID) -> None:
+        if transaction_id in self.blocked_by:
+            self._record(self.Unblocked, stamp, transaction_id=transaction_id)
+
+    def require_unblocked(self, action: str) -> None:
+        if self.blocked_by:
+            raise TillBlocked(
+                f"cannot {action}: transaction {self.blocked_by[0]} has an unknown outcome; "
+                "resolve it by status inquiry or reversal first",
+                transaction_id=str(self.blocked_by[0]),
+            )
 
     @property
     def batch_label(self) -> str:

@@ -1,4 +1,9 @@
-"""TillSession: one till's day — opened with its self-check and float, operators, cash count, close."""
+"""TillSession: one till's day — opened with its self-check and float, operators, cash count, close.
+
+Only the terminal writes this stream, so the version it tracks is always right: what the service
+must record on its own (transactions started, a till blocked by an unknown outcome) goes on the
+Terminal aggregate instead.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ from domain.errors import (
     InvalidInput,
     OperatorAlreadySignedIn,
     OperatorNotSignedIn,
-    TillBlocked,
     TillNotOpen,
     WrongBatch,
 )
@@ -54,8 +58,6 @@ class TillSession(LedgerAggregate):
             till.self_check = dict(self.self_check)
             till.operator = None
             till.is_open = True
-            till.blocked_by = []
-            till.transactions = []
             till.counted_minor = None
             till.settled_batches = []
 
@@ -93,25 +95,8 @@ class TillSession(LedgerAggregate):
             till.is_open = False
             till.operator = None
 
-    class TransactionStarted(LedgerAggregate.Event):
-        transaction_id: UUID
-        kind: str
-        payment_method: str
 
-        def apply(self, till: TillSession) -> None:
-            till.transactions.append(self.transaction_id)
 
-    class Blocked(LedgerAggregate.Event):
-        transaction_id: UUID
-
-        def apply(self, till: TillSession) -> None:
-            till.blocked_by.append(self.transaction_id)
-
-    class Unblocked(LedgerAggregate.Event):
-        transaction_id: UUID
-
-        def apply(self, till: TillSession) -> None:
-            till.blocked_by.remove(self.transaction_id)
 
     if TYPE_CHECKING:  # state attributes; not annotations at run time (they would become __init__ args)
         till_terminal_id: UUID
@@ -120,8 +105,6 @@ class TillSession(LedgerAggregate):
         self_check: dict[str, Any]
         operator: str | None
         is_open: bool
-        blocked_by: list[UUID]
-        transactions: list[UUID]
         counted_minor: int | None
         settled_batches: list[str]
 
@@ -165,36 +148,12 @@ class TillSession(LedgerAggregate):
         self._record(self.CashCounted, stamp, counted_minor=counted_minor, note=note)
 
     def settle_batch(self, stamp: Stamp, batch_no: str, open_batch: str) -> None:
+        """Record the batch settled (结算); the terminal checks first that nothing is in doubt."""
         self._require_open()
-        self._require_unblocked("settle the batch")
         if batch_no != open_batch:
             raise WrongBatch(f"the terminal's open batch is {open_batch}, not {batch_no}")
         self._record(self.BatchSettled, stamp, batch_no=batch_no)
 
     def close(self, stamp: Stamp) -> None:
         self._require_open()
-        self._require_unblocked("close the till")
         self._record(self.TillClosed, stamp)
-
-    def start_transaction(self, stamp: Stamp, transaction_id: UUID, kind: str, payment_method: str) -> None:
-        self.require_operator(stamp.operator_no)
-        if payment_method == "card":
-            self._require_unblocked("start a card transaction")
-        self._record(self.TransactionStarted, stamp, transaction_id=transaction_id, kind=kind,
-                     payment_method=payment_method)
-
-    def block(self, stamp: Stamp, transaction_id: UUID) -> None:
-        if transaction_id not in self.blocked_by:
-            self._record(self.Blocked, stamp, transaction_id=transaction_id)
-
-    def unblock(self, stamp: Stamp, transaction_id: UUID) -> None:
-        if transaction_id in self.blocked_by:
-            self._record(self.Unblocked, stamp, transaction_id=transaction_id)
-
-    def _require_unblocked(self, action: str) -> None:
-        if self.blocked_by:
-            raise TillBlocked(
-                f"cannot {action}: transaction {self.blocked_by[0]} has an unknown outcome; "
-                "resolve it by status inquiry or reversal first",
-                transaction_id=str(self.blocked_by[0]),
-            )

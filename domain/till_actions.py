@@ -52,14 +52,17 @@ def _cash_counted(uow: UnitOfWork, till: TillSession, r: AppendRequest) -> TillS
 
 def _batch_settled(uow: UnitOfWork, till: TillSession, r: AppendRequest) -> TillSession:
     terminal = _terminal(uow, r)
+    terminal.require_unblocked("settle the batch")
     till.settle_batch(r.stamp, r.fields.get("batch_no"), terminal.batch_label)  # type: ignore[arg-type]
     terminal.close_batch(r.stamp)
     return till
 
 
 def _closed(uow: UnitOfWork, till: TillSession, r: AppendRequest) -> TillSession:
+    terminal = _terminal(uow, r)
+    terminal.require_unblocked("close the till")
     till.close(r.stamp)
-    _terminal(uow, r).release_till(r.stamp, till.id)
+    terminal.release_till(r.stamp, till.id)
     return till
 
 

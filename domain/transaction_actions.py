@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.append import AppendRequest, Handler, creates_stream
-from domain.errors import Forbidden, InvalidInput, OutOfSequence, RefundNotAllowed, VoidNotAllowed, WrongBatch
+from domain.errors import Forbidden, InvalidInput, OutOfSequence, RefundNotAllowed, VoidNotAllowed
 from domain.ports import UnitOfWork
 from domain.terminal import Terminal
 from domain.till import TillSession
@@ -53,8 +53,6 @@ def _opened(uow: UnitOfWork, txn: Transaction | None, r: AppendRequest) -> Trans
     till = uow.get(till_id, TillSession)
     if till.till_terminal_id != terminal.id:
         raise Forbidden("the till session belongs to another terminal")
-    if f.get("batch_no") != terminal.batch_label:
-        raise WrongBatch(f"the terminal's open batch is {terminal.batch_label}", open_batch=terminal.batch_label)
     kind, method = f.get("kind"), f.get("payment_method")
     original_id = f.get("original_transaction_id")
     if original_id is not None:
@@ -66,7 +64,8 @@ def _opened(uow: UnitOfWork, txn: Transaction | None, r: AppendRequest) -> Trans
     txn = Transaction.open(r.stream_id, r.stamp, kind=kind, payment_method=method, till_session_id=till_id,
                            batch_no=f["batch_no"], trace_no=f.get("trace_no"),  # type: ignore[arg-type]
                            original_transaction_id=original_id, terminal_snapshot=snapshot)
-    till.start_transaction(r.stamp, r.stream_id, kind, method)  # type: ignore[arg-type]
+    till.require_operator(r.stamp.operator_no)
+    terminal.start_transaction(r.stamp, r.stream_id, kind, method, txn.batch_no, txn.trace_no)  # type: ignore[arg-type]
     uow.add(txn)
     return txn
 
@@ -134,7 +133,7 @@ def _authorization_requested(uow: UnitOfWork, txn: Transaction, r: AppendRequest
 def _resolved(uow: UnitOfWork, txn: Transaction, r: AppendRequest, was: str | None) -> Transaction:
     """After an outcome: unblock the till if it was in doubt; free a credit hold that did not go through."""
     if was == "unknown":
-        uow.get(txn.till_session_id, TillSession).unblock(r.stamp, txn.id)
+        uow.get(txn.txn_terminal_id, Terminal).unblock(r.stamp, txn.id)
     if txn.outcome in ("declined", "reversed"):
         original = _original(uow, txn)
         if original is not None:
@@ -163,7 +162,7 @@ def _reversed(uow: UnitOfWork, txn: Transaction, r: AppendRequest) -> Transactio
 
 def _unknown(uow: UnitOfWork, txn: Transaction, r: AppendRequest) -> Transaction:
     txn.mark_outcome_unknown(r.stamp, r.fields.get("reason"))  # type: ignore[arg-type]
-    uow.get(txn.till_session_id, TillSession).block(r.stamp, txn.id)
+    uow.get(txn.txn_terminal_id, Terminal).block(r.stamp, txn.id)
     return txn
 
 

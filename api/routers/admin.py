@@ -34,7 +34,8 @@ def terminal_out(terminal: Terminal) -> dict[str, Any]:
             "merchant_no": terminal.merchant_no, "terminal_no": terminal.terminal_no,
             "parameters": terminal.parameters, "batch_no": terminal.batch_label,
             "till_session_id": str(terminal.till_session_id) if terminal.till_session_id else None,
-            "operators": sorted(terminal.operators)}
+            "operators": sorted(terminal.operators),
+            "blocked_by": [str(t) for t in terminal.blocked_by], "transactions_in_batch": len(terminal.traces)}
 
 
 @router.post("/v1/terminals", status_code=201, summary="Register a terminal with its parameters")

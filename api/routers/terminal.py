@@ -114,7 +114,6 @@ async def get_till_session(till_session_id: UUID, request: Request,
     return {"till_session_id": str(till.id), "version": till.version, "terminal_id": str(till.till_terminal_id),
             "is_open": till.is_open, "operator_no": till.operator, "float_minor": till.float_minor,
             "currency": till.currency, "self_check": till.self_check, "counted_minor": till.counted_minor,
-            "blocked_by": [str(t) for t in till.blocked_by], "transaction_count": len(till.transactions),
             "settled_batches": till.settled_batches}
 
 
