@@ -111,6 +111,7 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.commands = 0
+        self.replayed_batches = 0  # groups replayed one command at a time (conflict, defect, bad encoding)
 
     def start(self) -> None:
         if self._thread is None:
@@ -122,6 +123,9 @@ class GroupCommitter:
             self._queue.put(None)
             self._thread.join(timeout=10)
             self._thread = None
+            if self.batches:
+                log.info("group commit: %d commands in %d batches (%.1f per batch), %d replayed one by one",
+                         self.commands, self.batches, self.commands / self.batches, self.replayed_batches)
 
     async def submit(self, command: Callable[[UnitOfWork], R]) -> R:
         loop = asyncio.get_running_loop()
@@ -203,6 +207,7 @@ class GroupCommitter:
         work.remember()
 
     def _one_by_one(self, jobs: list[_Job]) -> None:
+        self.replayed_batches += 1
         for job in jobs:
             try:
                 job.outcome = _Outcome(run_alone(self.ledger, job.command, self.cache))

@@ -25,7 +25,7 @@ def ledger_environment(settings: Settings, *, create_tables: bool = True) -> dic
     if url.scheme not in ("postgresql", "postgres"):
         raise ValueError("TILL_DATABASE_URL must start with postgresql://")
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "adapters.postgres_recorder:LedgerPostgresFactory",
         "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
         "POSTGRES_HOST": url.hostname or "127.0.0.1",
         "POSTGRES_PORT": str(url.port or 5432),

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from adapters.clock import SystemClock
+from adapters.gc_tuning import tune_for_server
 from adapters.group_commit import GroupCommitter, SingleSaveExecutor
 from adapters.passwords import Argon2PasswordHasher
 from adapters.settings import Settings
@@ -55,13 +56,19 @@ def ensure_first_admin_token(services: Services) -> Path | None:
     return path
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """The FastAPI app. Pass ``services`` to share them with a test; otherwise they are built here."""
+def create_app(settings: Settings | None = None, *, services: Services | None = None,
+               server_process: bool = False) -> FastAPI:
+    """The FastAPI app. Pass ``services`` to share them with a test; otherwise they are built here.
+
+    ``server_process``: this process only serves the app (``till serve``), so it may tune the GC.
+    """
     settings = settings or (services.settings if services else Settings())
     built = services or build_services(settings, create_tables=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if server_process:
+            tune_for_server()
         built.executor.start()
         try:
             yield
@@ -82,4 +89,4 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn workers (``--factory``): settings from the environment, tables already made."""
-    return create_app(Settings())
+    return create_app(Settings(), server_process=True)

@@ -30,7 +30,7 @@ class UnitOfWork(Protocol):
 
     def find(self, aggregate_id: UUID, cls: type[TAgg], *, at_least_version: int = 0,
              max_age: float | None = None, expect_new: bool = False) -> TAgg | None:
-        """The aggregate, or None if it does not exist (a cached copy older than asked is reloaded).
+        """The aggregate, or None if it does not exist (a cached copy older than max_age is brought up to date).
 
         ``expect_new`` lets an optimistic unit of work skip the read for a stream the caller is about
         to create: if it exists after all, the save conflicts and the command is re-run from fresh loads.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from domain.errors import LedgerError, OutOfSequence, RefundExceedsRemaining, Ve
 from domain.ledger import Command, Ledger
 from domain.till import TillSession
 from domain.transaction import Transaction
+from domain.transaction_actions import TERMINAL_MAX_AGE_S
 from tests.conftest import SteppingClock, fast_hasher, make_services
 from tests.integration.counter_commands import CounterCommands, card_fields
 
@@ -217,6 +219,18 @@ def test_a_burst_with_one_out_of_sequence_append_records_every_valid_one_and_nam
         assert services.ledger.load(sale, Transaction).amount_minor == 100 * (i + 1)
 
 
+def test_each_append_of_a_burst_is_answered_with_the_log_position_of_its_own_event(
+        services: Services, committer: GroupCommitter, counter: CounterCommands) -> None:
+    sales = _sales_at_amount_stage(committer, counter, 6)
+    answers = burst(committer, [counter.txn(sale, "AmountEntered", amount_minor=100 + i, currency="CNY")
+                                for i, sale in enumerate(sales)])
+
+    logged = {(n.originator_id, n.originator_version): n.id
+              for n in services.ledger.recorder.select_notifications(start=1, limit=10_000)}
+    assert [a.position for a in answers] == [logged[(sale, 2)] for sale in sales]
+    assert len({a.position for a in answers}) == len(sales)
+
+
 def test_a_burst_with_one_half_applied_append_falls_back_and_still_records_every_valid_one_once(
         services: Services, committer: GroupCommitter, counter: CounterCommands) -> None:
     ledger = services.ledger
@@ -344,6 +358,23 @@ def test_a_stale_cache_after_another_process_wrote_is_resolved_and_each_caller_g
     assert started == [contested, untouched, elsewhere, new_sale]
     assert ledger.history(counter.till_id, TillSession)[1].valid
     assert all(ledger.history(s, Transaction)[1].valid for s in (contested, untouched, elsewhere, new_sale))
+
+
+def test_a_cached_terminal_catches_up_with_parameters_changed_elsewhere_once_it_is_older_than_its_max_age(
+        services: Services, committer: GroupCommitter, counter: CounterCommands, other_process: Services,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = uuid4(), uuid4()
+    run_each(committer, [counter.open(first)])  # the committer now caches the terminal
+    run_alone(other_process.ledger, Ledger.change_terminal_parameters(
+        counter.stamp(None), counter.terminal_id, {"max_amount_minor": 77_700}))
+    later = time.monotonic() + TERMINAL_MAX_AGE_S * 2  # past any aggregate's spread max_age
+    monkeypatch.setattr("adapters.working_set.time.monotonic", lambda: later)
+
+    run_each(committer, [counter.open(second)])
+
+    # Brought up to date before the command ran, so its TransactionStarted did not conflict.
+    assert committer.replayed_batches == 0
+    assert services.ledger.load(second, Transaction).limits["max_amount_minor"] == 77_700
 
 
 def test_a_write_by_another_process_between_the_committers_load_and_its_save_loses_and_duplicates_nothing(
