@@ -414,8 +414,7 @@ def run_loadgen(
 def run_service_config(args: argparse.Namespace, config: str, workdir: Path) -> Result:
     result = Result(config=config)
     schema_name = f"till_bench_{os.getpid()}_{config.replace('-', '_')}"
-    data_dir = workdir / f"{config}-data"
-    data_dir.mkdir()
+    data_dir = Path(tempfile.mkdtemp(prefix=f"{config}-data-", dir=workdir))  # one per round
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -432,7 +431,7 @@ def run_service_config(args: argparse.Namespace, config: str, workdir: Path) -> 
     if not till.exists():
         raise BenchError(f"{till} does not exist (is the package installed in the venv?)")
     cmd = [str(till), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
-    log_path = workdir / f"{config}-server.log"
+    log_path = workdir / f"{data_dir.name}-server.log"
     with fresh_schema(args.database_url, schema_name):
         with server_process(cmd, env, log_path) as proc:
             wait_healthy(base_url, proc, log_path)
@@ -461,7 +460,7 @@ def run_noop_config(args: argparse.Namespace, workdir: Path) -> Result:
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    log_path = workdir / "noop-server.log"
+    log_path = Path(tempfile.mkstemp(prefix="noop-", suffix="-server.log", dir=workdir)[1])
     with server_process(cmd, dict(os.environ), log_path) as proc:
         wait_healthy(base_url, proc, log_path)
         terminals_file = workdir / "noop-terminals.json"
@@ -484,7 +483,7 @@ def print_report(results: dict[str, Result], args: argparse.Namespace, command: 
     print()
     print(
         f"Append benchmark: {args.terminals} terminals, {args.workers} worker(s), "
-        f"{args.duration:g} s measured after {args.warmup:g} s warm-up, {os.cpu_count()} CPUs"
+        f"{args.duration:g} s measured after {args.warmup:g} s warm-up, {args.rounds} round(s), {os.cpu_count()} CPUs"
     )
     header = ROW.format(
         "configuration",
@@ -550,6 +549,7 @@ def print_report(results: dict[str, Result], args: argparse.Namespace, command: 
         "workers": args.workers,
         "duration": args.duration,
         "warmup": args.warmup,
+        "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "results": {c: asdict(r) for c, r in results.items()},
         "checks": checks,
@@ -579,6 +579,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=venv_bin("till"),
         help="the service's console script (default: the venv's till)",
     )
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every configuration this many times, alternating; report the median round")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--keep-workdir", action="store_true", help="keep server logs and terminals files")
     args = p.parse_args(argv)
@@ -586,9 +588,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.configs) - set(CONFIGS))
     if unknown:
         p.error(f"unknown configuration(s) {unknown}; choose from {CONFIGS}")
-    if args.terminals < 1 or args.workers < 1 or args.duration <= 0 or args.warmup < 0:
-        p.error("--terminals and --workers must be ≥ 1, --duration > 0, --warmup ≥ 0")
+    if args.terminals < 1 or args.workers < 1 or args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
+        p.error("--terminals, --workers and --rounds must be ≥ 1, --duration > 0, --warmup ≥ 0")
     return args
+
+
+def run_config(args: argparse.Namespace, config: str, workdir: Path) -> Result:
+    try:
+        if config == "noop":
+            result = run_noop_config(args, workdir)
+        else:
+            result = run_service_config(args, config, workdir)
+    except (BenchError, subprocess.TimeoutExpired, httpx.HTTPError, psycopg.Error) as exc:
+        # One configuration failing must not hide the others' figures.
+        print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
+        return Result(config=config, failure=f"{type(exc).__name__}: {exc}")
+    summary = f"{result.rps:.1f} actions/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
+    print(f"  {summary}, errors {result.errors}", flush=True)
+    return result
+
+
+def median_result(runs: list[Result]) -> Result:
+    """The round with the median throughput (a failed round counts as the slowest)."""
+    ranked = sorted(runs, key=lambda r: -1.0 if r.failure is not None else r.rps)
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -601,24 +624,20 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["bench/append.py", *argv])
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="till-bench-"))
-    results: dict[str, Result] = {}
+    rounds: dict[str, list[Result]] = {config: [] for config in args.configs}
     try:
-        for config in args.configs:
-            print(f"== {CONFIG_LABELS[config]} ({config})", flush=True)
-            try:
-                if config == "noop":
-                    results[config] = run_noop_config(args, workdir)
-                else:
-                    results[config] = run_service_config(args, config, workdir)
-            except (BenchError, subprocess.TimeoutExpired, httpx.HTTPError, psycopg.Error) as exc:
-                # One configuration failing must not hide the others' figures.
-                print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
-                results[config] = Result(config=config, failure=f"{type(exc).__name__}: {exc}")
-            else:
-                r = results[config]
-                summary = f"{r.rps:.1f} actions/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms"
-                print(f"  {summary}, errors {r.errors}", flush=True)
+        # Configurations alternate round by round, so a slow spell of a shared machine hits all of them.
+        for round_no in range(1, args.rounds + 1):
+            for config in args.configs:
+                print(f"== round {round_no}/{args.rounds}: {CONFIG_LABELS[config]} ({config})", flush=True)
+                rounds[config].append(run_config(args, config, workdir))
+        results = {config: median_result(runs) for config, runs in rounds.items()}
         report = print_report(results, args, command)
+        if args.rounds > 1:
+            for config, runs in rounds.items():
+                each = ", ".join(f"{r.rps:.0f}" if r.failure is None else "failed" for r in runs)
+                print(f"  {config}: actions/s by round {each} (the table shows the median round)")
+            report["rounds"] = {c: [asdict(r) for r in runs] for c, runs in rounds.items()}
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -631,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work dir kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if results and all(r.failure is None for r in results.values()) else 1
+    return 0 if all(r.failure is None for runs in rounds.values() for r in runs) else 1
 
 
 if __name__ == "__main__":
