@@ -14,7 +14,7 @@ test: install  ## install, then run the whole test suite (needs the PostgreSQL s
 	.venv/bin/python -m pytest
 
 bench: install  ## append throughput against PostgreSQL (see docs/performance.md)
-	.venv/bin/python bench/append.py
+	.venv/bin/python bench/append.py --terminals 64 --duration 20 --warmup 3 --rounds 3
 
 clean:
 	rm -rf .venv till-data .pytest_cache .hypothesis
