@@ -17,9 +17,11 @@ retry policy (a failed attempt is rolled back before it is retried).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import retry
@@ -64,7 +66,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 curs.execute(b"COMMIT")
             except BaseException:
                 if not conn.closed:
-                    conn.execute(b"ROLLBACK")
+                    with contextlib.suppress(psycopg.Error):  # a broken connection: the pool discards it
+                        conn.execute(b"ROLLBACK")
                 raise
         return ids
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 from pydantic import Field
@@ -30,6 +31,11 @@ class Settings(BaseSettings):
     # garbage collector's full passes (which pause the writer) longer.
     cache_size: int = Field(2_048, ge=0, description="Aggregates kept in the writer's memory.")
     token_cache_s: float = Field(5.0, ge=0, description="How long a process trusts a token lookup.")
+    business_day_cutoff: time = Field(time(0, 0), description="Local time a business day starts (HH:MM); "
+                                      "changing it needs `till project rebuild ledger_view`.")
+    embedded_projections: bool = Field(True, description="Run the projections inside `till serve` (one "
+                                       "process holds each; others wait). Off: run `till project run`.")
+    projection_page_size: int = Field(500, ge=1, le=10_000, description="Events per view transaction.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

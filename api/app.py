@@ -18,8 +18,9 @@ from adapters.store import ledger_environment, prepare_store
 from api.auth import TokenAuthority, new_token
 from api.errors import install_error_handlers
 from api.raw_body import install_raw_body_schemas
-from api.routers import admin, health, terminal
+from api.routers import admin, health, reports, terminal
 from api.services import Executor, Services
+from projections.read_models import ReadModels
 from domain.ledger import Ledger
 from domain.ports import Clock, PasswordHasher
 from domain.stamp import Stamp
@@ -29,7 +30,7 @@ ADMIN_TOKEN_FILE = "admin.token"
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None, hasher: PasswordHasher | None = None,
-                   create_tables: bool = True) -> Services:
+                   create_tables: bool = True, read_models: bool = True) -> Services:
     """Everything the API and the CLI need, from one settings object."""
     prepare_store(settings)
     ledger = Ledger(env=ledger_environment(settings, create_tables=create_tables))
@@ -39,7 +40,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, hasher: Pa
     else:
         executor = SingleSaveExecutor(ledger)
     return Services(settings=settings, ledger=ledger, executor=executor, clock=clock or SystemClock(),
-                    hasher=hasher or Argon2PasswordHasher(), tokens=TokenAuthority(ledger, settings.token_cache_s))
+                    hasher=hasher or Argon2PasswordHasher(), tokens=TokenAuthority(ledger, settings.token_cache_s),
+                    read_models=ReadModels.open(settings, ledger) if read_models else None)
 
 
 def ensure_first_admin_token(services: Services) -> Path | None:
@@ -70,10 +72,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if server_process:
             tune_for_server()
         built.executor.start()
+        if built.read_models is not None:
+            built.read_models.start(embedded=built.settings.embedded_projections)
         try:
             yield
         finally:
             built.executor.stop()
+            if built.read_models is not None:
+                built.read_models.runner.stop()
 
     app = FastAPI(title="Till Ledger", version="0.1.0", lifespan=lifespan,
                   description="Event-sourced ledger of in-store card payments. Errors are problem+json "
@@ -84,6 +90,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health.router)
     app.include_router(terminal.router)
     app.include_router(admin.router)
+    app.include_router(reports.router)
     return app
 
 

@@ -1,20 +1,26 @@
-"""``till``: the service's command line (serve, tokens; more subcommands arrive with later features)."""
+"""``till``: the service's command line (serve, tokens, projections, reports)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from datetime import date
+from typing import Any
 from uuid import UUID
 
 from adapters.settings import Settings
 from domain.errors import LedgerError
+from projections.read_models import PROJECTIONS
 
 DESCRIPTION = """\
 Till Ledger — an event-sourced ledger of in-store card payments.
 
 Storage: with no TILL_DATABASE_URL the ledger is a SQLite file under TILL_DATA_DIR (default
 ./till-data). Set TILL_DATABASE_URL=postgresql://user:password@host:5432/dbname for PostgreSQL.
+
+Projections (the read views behind reports and dispute search) run inside `till serve` unless
+TILL_EMBEDDED_PROJECTIONS=false; then run `till project run ledger_view` as its own process.
 """
 
 
@@ -25,10 +31,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     # Create tables once here: several workers racing to create them fail on PostgreSQL.
-    services = build_services(settings, create_tables=True)
+    services = build_services(settings, create_tables=True)  # the views' tables too
     token_file = ensure_first_admin_token(services)
-    services.executor.stop()
-    services.ledger.close()
+    services.close()
     store = f"PostgreSQL schema {settings.database_schema}" if settings.uses_postgres else \
         f"SQLite in {settings.data_dir.resolve()}"
     url = f"http://{args.host}:{args.port}"
@@ -49,7 +54,7 @@ def _token_create(args: argparse.Namespace) -> int:
     from domain.ledger import Ledger
     from domain.stamp import Stamp
 
-    services = build_services(Settings(), create_tables=True)
+    services = build_services(Settings(), create_tables=True, read_models=False)
     token = new_token()
     issued = run_alone(services.ledger, Ledger.issue_token(
         Stamp(None, None, None, services.clock.now()), token, args.role, args.terminal, args.label))
@@ -67,10 +72,83 @@ def _token_revoke(args: argparse.Namespace) -> int:
     from domain.ledger import Ledger
     from domain.stamp import Stamp
 
-    services = build_services(Settings(), create_tables=True)
+    services = build_services(Settings(), create_tables=True, read_models=False)
     run_alone(services.ledger, Ledger.revoke_token(Stamp(None, None, None, services.clock.now()), args.token_id))
     services.ledger.close()
     print(f"revoked {args.token_id} (processes may trust a cached lookup for TILL_TOKEN_CACHE_S more seconds)")
+    return 0
+
+
+def _read_models() -> Any:
+    from api.app import build_services
+
+    return build_services(Settings(), create_tables=True)
+
+
+def _project_run(args: argparse.Namespace) -> int:
+    services = _read_models()
+    runner = services.views().runner
+    print(f"following the ledger into {args.name} (position {runner.projection.position()}); Ctrl+C to stop",
+          flush=True)
+    try:
+        runner.run_forever()  # waits here while another runner holds the projection
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.stop_event.set()
+        services.close()
+    return 0
+
+
+def _progress_bar(position: int, head: int) -> None:
+    width = 40
+    done = width if head == 0 else width * position // head
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {position}/{head}")
+    sys.stderr.flush()
+
+
+def _project_rebuild(args: argparse.Namespace) -> int:
+    services = _read_models()
+    try:
+        applied = services.views().runner.rebuild(_progress_bar, lambda: print(
+            f"waiting for the active {args.name} runner to stop (`till serve` runs it unless "
+            "TILL_EMBEDDED_PROJECTIONS=false; or a `till project run`)…", file=sys.stderr, flush=True))
+        sys.stderr.write("\n")
+        print(f"{args.name} rebuilt from zero: {applied} events, position {services.views().projection.position()}")
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the rebuild again (it starts from zero)", file=sys.stderr)
+        return 130
+    finally:
+        services.close()
+    return 0
+
+
+def _project_status(args: argparse.Namespace) -> int:
+    services = _read_models()
+    try:
+        print(f"{'projection':<14}{'position':>10}{'head':>10}{'lag':>8}")
+        for row in services.views().status():
+            print(f"{row['name']:<14}{row['position']:>10}{row['head']:>10}{row['lag']:>8}")
+    finally:
+        services.close()
+    return 0
+
+
+def _report_day(args: argparse.Namespace) -> int:
+    import json
+
+    from api.routers.reports import build_day_report
+    from projections.reconciliation import report_csv
+
+    services = _read_models()
+    try:
+        views = services.views()
+        if not views.runner.refresh(timeout=30):  # report what the log holds now, whoever runs the projection
+            print("till: the projection runner is behind; the report may miss the latest events", file=sys.stderr)
+        report = build_day_report(views, args.day.isoformat(), args.store, services.clock.now())
+    finally:
+        services.close()
+    print(report_csv(report) if args.format == "csv" else json.dumps(report, ensure_ascii=False, indent=2), end="")
     return 0
 
 
@@ -99,6 +177,26 @@ def parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id", type=UUID)
     revoke.set_defaults(run=_token_revoke)
+
+    project = commands.add_parser("project", help="run, rebuild or inspect the projections (read views)")
+    project_commands = project.add_subparsers(dest="project_command", required=True, metavar="ACTION")
+    run = project_commands.add_parser("run", help="follow the log into a view (one active runner per "
+                                      "projection; a second one waits)")
+    run.add_argument("name", choices=PROJECTIONS)
+    run.set_defaults(run=_project_run)
+    rebuild = project_commands.add_parser("rebuild", help="empty a view and apply the whole log again")
+    rebuild.add_argument("name", choices=PROJECTIONS)
+    rebuild.set_defaults(run=_project_rebuild)
+    status = project_commands.add_parser("status", help="each projection's position and lag")
+    status.set_defaults(run=_project_status)
+
+    report = commands.add_parser("report", help="the accountant's reports")
+    report_commands = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    day = report_commands.add_parser("day", help="day report (X report) for one business day")
+    day.add_argument("day", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    day.add_argument("--store", default=None, help="only this store id")
+    day.add_argument("--format", choices=["json", "csv"], default="json")
+    day.set_defaults(run=_report_day)
     return root
 
 

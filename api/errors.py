@@ -15,6 +15,7 @@ from domain import errors as e
 log = logging.getLogger(__name__)
 
 STATUS: dict[type[e.LedgerError], int] = {
+    e.ProjectionBehind: 503,
     e.InvalidInput: 422,
     e.RuleViolation: 422,
     e.NotAuthenticated: 401,

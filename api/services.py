@@ -9,6 +9,7 @@ from adapters.settings import Settings
 from api.auth import TokenAuthority
 from domain.ledger import Ledger
 from domain.ports import Clock, PasswordHasher, UnitOfWork
+from projections.read_models import ReadModels
 
 R = TypeVar("R")
 
@@ -31,3 +32,15 @@ class Services:
     clock: Clock
     hasher: PasswordHasher
     tokens: TokenAuthority
+    read_models: ReadModels | None = None
+
+    def views(self) -> ReadModels:
+        if self.read_models is None:
+            raise RuntimeError("this process was built without read models")
+        return self.read_models
+
+    def close(self) -> None:
+        self.executor.stop()
+        if self.read_models is not None:
+            self.read_models.close()
+        self.ledger.close()

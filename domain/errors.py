@@ -16,7 +16,8 @@
     ├── Conflict                        (409)
     │   ├── VersionConflict             carries current_version
     │   └── AlreadyExists
-    └── StoreUnavailable                the event store did not answer (503)
+    ├── StoreUnavailable                the event store did not answer (503)
+    └── ProjectionBehind                a read view has not reached the asked position in time (503)
 
 The HTTP mapping lives in ``api/errors.py``; the domain only names what went wrong.
 """
@@ -204,3 +205,10 @@ class StoreUnavailable(LedgerError):
 
     code = "store_unavailable"
     title = "Event store unavailable"
+
+
+class ProjectionBehind(LedgerError):
+    """A read-your-writes request: the view did not reach the asked log position within the wait."""
+
+    code = "projection_behind"
+    title = "The read view has not caught up yet"

@@ -50,3 +50,12 @@ class Money:
         sign = "-" if self.minor < 0 else ""
         whole, cents = divmod(abs(self.minor), 100)
         return f"{sign}{whole}.{cents:02d} {self.currency}"
+
+
+# ISO 4217 minor-unit exponents that are not 2 (the common ones; every other currency uses 2).
+MINOR_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3,
+                "LYD": 3, "OMR": 3, "TND": 3}
+
+
+def minor_digits(currency: str | None) -> int:
+    return MINOR_DIGITS.get(currency or "", 2)

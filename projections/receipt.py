@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from domain.card_data import check_masked_pan
 from domain.errors import InvalidInput, OutOfSequence
+from domain.money import minor_digits
 from domain.terminal import Terminal
 from domain.transaction import RESOLVED, Transaction
 
@@ -39,9 +40,6 @@ _BRANDS = {"unionpay": ("银联", "UNIONPAY"), "visa": ("VISA", "VISA"), "master
            "amex": ("美国运通", "AMEX"), "jcb": ("JCB", "JCB"), "other": ("其他", "OTHER")}
 _COPY_TITLES = {"merchant": ("商户存根", "MERCHANT COPY"), "customer": ("持卡人存根", "CARDHOLDER COPY")}
 _CHIP_ENTRY = ("chip", "contactless")
-# ISO 4217 minor-unit exponents that are not 2 (the common ones; the rest use 2).
-_MINOR_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3,
-                 "LYD": 3, "OMR": 3, "TND": 3}
 _CURRENCY_SYMBOLS = {"CNY": "RMB"}  # what Chinese slips print for yuan
 _REFERENCE_LABEL = ("交易编号", "TXN ID")
 _ACKNOWLEDGEMENT = ("本人确认以上交易，同意将其记入本卡账户",
@@ -158,7 +156,7 @@ def _result(txn: Transaction) -> str:
 def format_amount(minor: int, currency: str, *, credit: bool = False) -> str:
     """``12345, "CNY"`` -> ``"RMB 123.45"``; a credit (void, refund) is shown negative: ``"RMB -123.45"``."""
     value = -abs(minor) if credit else minor
-    digits = _MINOR_DIGITS.get(currency, 2)
+    digits = minor_digits(currency)
     whole, fraction = divmod(abs(value), 10 ** digits)
     number = f"{whole}.{fraction:0{digits}d}" if digits else str(whole)
     return f"{_CURRENCY_SYMBOLS.get(currency, currency)} {'-' if value < 0 else ''}{number}"

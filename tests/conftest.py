@@ -70,15 +70,15 @@ def postgres_settings(tmp_path: Path, **overrides: object) -> Iterator[Settings]
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """Settings for a fresh, empty store of each kind."""
     if request.param == "sqlite":
-        yield Settings(data_dir=tmp_path)
+        yield Settings(data_dir=tmp_path, embedded_projections=False)
     else:
-        yield from postgres_settings(tmp_path)
+        yield from postgres_settings(tmp_path, embedded_projections=False)
 
 
 @pytest.fixture
 def pg_settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings for a fresh PostgreSQL schema only (concurrency and throughput behaviour)."""
-    yield from postgres_settings(tmp_path)
+    yield from postgres_settings(tmp_path, embedded_projections=False)
 
 
 @pytest.fixture
@@ -96,5 +96,4 @@ def services(settings: Settings, clock: SteppingClock) -> Iterator[Services]:
     try:
         yield built
     finally:
-        built.executor.stop()
-        built.ledger.close()
+        built.close()

@@ -101,8 +101,7 @@ def other_process(settings: Settings) -> Iterator[Services]:
     try:
         yield other
     finally:
-        other.executor.stop()
-        other.ledger.close()
+        other.close()
 
 
 # ---- round trip through the store ----------------------------------------------------------------

@@ -1,0 +1,186 @@
+"""Receipts, the accountant's day report and the dispute handler's evidence.
+
+Receipts are rendered from the transaction's own stream (deterministic, always current); the day
+report and the dispute search read the ledger view, which a projection keeps up to date a page at
+a time. Any of the view reads takes ``wait_for_position`` (the ``position`` an append returned):
+the request waits, up to ``TIMEOUT_S``, until the view has applied it (read-your-writes).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import PlainTextResponse, Response
+
+from api.auth import Principal, require
+from api.raw_body import json_response
+from api.services import Services
+from api.transaction_view import transaction_view
+from domain.errors import Forbidden, InvalidInput, NotFound, OutOfSequence, ProjectionBehind
+from domain.terminal import Terminal
+from domain.transaction import Transaction
+from projections.dispute import evidence_bundle
+from projections.read_models import ReadModels
+from projections.receipt import COLUMNS, facts_for, receipt_document, receipt_sha256, render_text
+from projections.reconciliation import day_report, report_csv
+from projections.rows import TERMINAL, TILL, TRANSACTION
+
+router = APIRouter(tags=["reports"])
+TIMEOUT_S = 5.0
+receipt_readers = require("terminal", "accountant", "dispute", "admin")
+accountants = require("accountant", "admin")
+dispute_handlers = require("dispute", "admin")
+# The event whose server time a receipt shows: the host's answer for a card, the cash for cash.
+_RECEIPT_TIME_EVENTS = ("Authorized", "Declined", "Reversed", "CashTendered", "TransactionCompleted")
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def _views(request: Request, wait_for_position: int | None) -> ReadModels:
+    views = _services(request).views()
+    if wait_for_position is not None:
+        if not await run_in_threadpool(views.wait_for, wait_for_position, TIMEOUT_S):
+            raise ProjectionBehind(f"the view has not reached position {wait_for_position} within {TIMEOUT_S:g} s; "
+                                   "retry shortly", position=views.watch.position)
+    return views
+
+
+# ---- receipts ------------------------------------------------------------------------------------
+def _receipt(services: Services, principal: Principal, transaction_id: UUID, copy: str,
+             reprint_no: int) -> dict[str, Any]:
+    ledger = services.ledger
+    txn = ledger.load(transaction_id, Transaction)
+    if principal.role == "terminal" and principal.terminal_id != txn.txn_terminal_id:
+        raise Forbidden("a terminal reads only its own receipts")
+    terminal = ledger.load(txn.txn_terminal_id, Terminal)
+    original = ledger.load(txn.original_transaction_id, Transaction) if txn.original_transaction_id else None
+    at = next((e.timestamp for e in ledger.events.get(transaction_id)
+               if type(e).__name__ in _RECEIPT_TIME_EVENTS), None)
+    document = receipt_document(facts_for(txn, terminal, original, at=at), copy, reprint_no)  # type: ignore[arg-type]
+    return document
+
+
+@router.get("/v1/transactions/{transaction_id}/receipt", summary="One copy of a transaction's receipt (签购单)")
+async def get_receipt(transaction_id: UUID, request: Request,
+                      copy: Literal["merchant", "customer"] = "customer",
+                      format: Literal["json", "text"] = "json",  # noqa: A002 - the query parameter's name
+                      columns: int = Query(32, description="32 (58 mm paper) or 48 (80 mm)"),
+                      lang: Literal["zh", "en"] = "zh",
+                      reprint_no: int = Query(0, ge=0, le=99),
+                      principal: Principal = Depends(receipt_readers)) -> Response:
+    if columns not in COLUMNS:
+        raise InvalidInput("columns must be 32 or 48", field="columns")
+    document = await run_in_threadpool(_receipt, _services(request), principal, transaction_id, copy, reprint_no)
+    if format == "text":
+        return PlainTextResponse(render_text(document, columns, lang))
+    return json_response({"receipt_sha256": receipt_sha256(document), "document": document}, 200)
+
+
+# ---- reconciliation ------------------------------------------------------------------------------
+@router.get("/v1/reports/day", summary="Day report (X report) for one business day: lines, fees, cash variance")
+async def get_day_report(request: Request, day: date = Query(..., alias="date"), store_id: str | None = None,
+                         format: Literal["json", "csv"] = "json",  # noqa: A002
+                         wait_for_position: int | None = Query(None, ge=1),
+                         principal: Principal = Depends(accountants)) -> Response:
+    views = await _views(request, wait_for_position)
+    report = await run_in_threadpool(build_day_report, views, day.isoformat(), store_id,
+                                     _services(request).clock.now())
+    if format == "csv":
+        return Response(report_csv(report), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="till-ledger-{day.isoformat()}.csv"'})
+    return json_response(report, 200)
+
+
+def build_day_report(views: ReadModels, day: str, store_id: str | None, now: datetime) -> dict[str, Any]:
+    txns = {r["id"]: r for r in views.view.day(TRANSACTION, day, store_id)}
+    tills = views.view.day(TILL, day, store_id)
+    for till in tills:  # a drawer open across the cut-off counts its later cash sales too
+        txns.update((r["id"], r) for r in views.view.find_transactions(till_session_id=till["id"]))
+    terminal_ids = {r["terminal_id"] for r in txns.values()} | {r["terminal_id"] for r in tills}
+    terminals = list(views.view.rows(TERMINAL, sorted(terminal_ids)).values())
+    report = day_report(day, list(txns.values()), tills, terminals, store_id=store_id, generated_at=now.isoformat())
+    report["position"] = views.projection.position()
+    return report
+
+
+# ---- dispute evidence ----------------------------------------------------------------------------
+@router.get("/v1/disputes/search", summary="Find transactions by RRN, auth code, terminal + trace, or last 4 + day")
+async def search_disputes(request: Request, rrn: str | None = None, auth_code: str | None = None,
+                          terminal_no: str | None = None, trace_no: str | None = None,
+                          last4: str | None = Query(None, pattern=r"^\d{4}$"), day: date | None = Query(None, alias="date"),
+                          amount_minor: int | None = Query(None, ge=0),
+                          wait_for_position: int | None = Query(None, ge=1),
+                          principal: Principal = Depends(dispute_handlers)) -> dict[str, Any]:
+    criteria: dict[str, Any] = {k: v for k, v in {
+        "rrn": rrn, "auth_code": auth_code, "terminal_no": terminal_no, "trace_no": trace_no, "last4": last4,
+        "business_day": day.isoformat() if day else None, "amount_minor": amount_minor}.items() if v is not None}
+    usable = ({"rrn"}, {"auth_code"}, {"terminal_no", "trace_no"}, {"last4", "business_day"})
+    if not any(keys <= criteria.keys() for keys in usable):
+        raise InvalidInput("search by rrn, auth_code, terminal_no + trace_no, or last4 + date (+ amount_minor)",
+                           field="query")
+    views = await _views(request, wait_for_position)
+    rows = await run_in_threadpool(views.view.find_transactions, **criteria)
+    return {"matches": [{"transaction_id": r["id"], "kind": r["kind"], "status": r["status"], "outcome": r["outcome"],
+                         "amount_minor": r["amount_minor"], "currency": r["currency"], "terminal_no": r["terminal_no"],
+                         "trace_no": r["trace_no"], "rrn": r["rrn"], "auth_code": r["auth_code"],
+                         "masked_pan": (r["card"] or {}).get("masked_pan"), "business_day": r["business_day"],
+                         "opened_at": r["opened_at"]} for r in rows[:200]],
+            "truncated": len(rows) > 200}
+
+
+def build_evidence(services: Services, transaction_id: UUID, as_of_version: int | None) -> dict[str, Any]:
+    views = services.views()
+    row = views.view.row(TRANSACTION, str(transaction_id))
+    if row is None:
+        raise NotFound(f"no transaction {transaction_id} in the view (yet)")
+    records, check = services.ledger.history(transaction_id, Transaction)
+    if as_of_version is not None and not 1 <= as_of_version <= len(records):
+        raise InvalidInput(f"as_of_version must be between 1 and {len(records)}", field="as_of_version")
+    related_ids = [r["id"] for r in row.get("related", [])]
+    if row.get("original_transaction_id"):
+        related_ids.insert(0, row["original_transaction_id"])
+    related = list(views.view.rows(TRANSACTION, related_ids).values())
+    receipts: dict[str, Any] | None = {}
+    principal = _SystemReader()
+    for copy in ("merchant", "customer"):
+        try:
+            document = _receipt(services, principal, transaction_id, copy, 0)  # type: ignore[arg-type]
+        except OutOfSequence:
+            receipts = None  # no outcome yet: no receipt exists
+            break
+        assert receipts is not None
+        receipts[copy] = {"document": document, "receipt_sha256": receipt_sha256(document),
+                          "text": render_text(document, 32), "printed": row["prints"].get(copy, 0)}
+    state = None
+    if as_of_version is not None:
+        state = transaction_view(services.ledger.repository.get(transaction_id, version=as_of_version))
+    chain = {"valid": check.valid, "broken_at_version": check.broken_at_version, "problem": check.reason,
+             "head_hash": records[-1]["hash"] if records else None}
+    return evidence_bundle(row, records, chain, related, receipts, state, as_of_version)
+
+
+class _SystemReader:
+    role = "dispute"
+    terminal_id = None
+
+
+@router.get("/v1/disputes/{transaction_id}/evidence", summary="Dispute evidence bundle (JSON): timeline, chip "
+            "data, CVM, receipts, related credits, hash chain; as of any event version")
+async def get_evidence(transaction_id: UUID, request: Request, as_of_version: int | None = Query(None, ge=1),
+                       wait_for_position: int | None = Query(None, ge=1),
+                       principal: Principal = Depends(dispute_handlers)) -> Response:
+    await _views(request, wait_for_position)
+    bundle = await run_in_threadpool(build_evidence, _services(request), transaction_id, as_of_version)
+    return json_response(bundle, 200)
+
+
+@router.get("/v1/projections", summary="Each projection's position, the log head and the lag")
+async def get_projections(request: Request, principal: Principal = Depends(require("accountant", "dispute",
+                                                                                     "admin"))) -> dict[str, Any]:
+    return {"projections": await run_in_threadpool(_services(request).views().status)}
