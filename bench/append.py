@@ -422,6 +422,9 @@ def run_service_config(args: argparse.Namespace, config: str, workdir: Path) -> 
         TILL_DATABASE_URL=args.database_url,
         TILL_DATABASE_SCHEMA=schema_name,
         TILL_DATA_DIR=str(data_dir),
+        # The append path alone: in production on PostgreSQL the projections run as their own
+        # process (`till project run`), not inside the API workers.
+        TILL_EMBEDDED_PROJECTIONS="false",
     )
     if config == "one-save":
         env["TILL_GROUP_COMMIT"] = "false"

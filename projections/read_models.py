@@ -70,7 +70,7 @@ class ReadModels:
         position, head = self.projection.position(), self.runner.head()
         failure = self.runner.failure
         return [{"name": LEDGER_VIEW, "position": position, "head": head, "lag": max(0, head - position),
-                 "running_here": self.runner.thread is not None and failure is None,
+                 "running_here": self.runner.active,
                  "failure": None if failure is None else type(failure).__name__}]
 
     def close(self) -> None:

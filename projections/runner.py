@@ -196,6 +196,7 @@ class PageRunner:
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.failure: BaseException | None = None
+        self.active = False  # holds the projection's lock and follows the log
 
     # ---- one step --------------------------------------------------------------------------------
     def head(self) -> int:
@@ -237,12 +238,14 @@ class PageRunner:
         """Hold the lock and follow the log until stop(); raises what stopped it."""
         if not self.lock.acquire(self.stop_event):
             return
+        self.active = True
         try:
             with self._wakeups() as wait:
                 while not self.stop_event.is_set():
                     if self.run_page() == 0:
                         wait()
         finally:
+            self.active = False
             self.lock.release()
 
     @contextlib.contextmanager
