@@ -25,6 +25,7 @@ from domain.till import TillSession
 from domain.till_actions import TILL_HANDLERS
 from domain.transaction import Transaction
 from domain.transaction_actions import TRANSACTION_HANDLERS
+from domain.z_report import ZReport, z_report_id_for
 
 R = TypeVar("R")
 TAgg = TypeVar("TAgg", bound=LedgerAggregate)
@@ -104,6 +105,17 @@ class Ledger(Application[UUID]):
             if terminal_id is not None:
                 uow.get(terminal_id, Terminal)
             issued = ApiToken.issue(stamp, token, role, terminal_id, label)
+            uow.add(issued)
+            return issued
+        return command
+
+    @staticmethod
+    def issue_z_report(stamp: Stamp, terminal_id: UUID, batch_no: str, business_day: str, settled_at: str,
+                       report: dict[str, Any]) -> Command[ZReport]:
+        def command(uow: UnitOfWork) -> ZReport:
+            if uow.find(z_report_id_for(terminal_id, batch_no), ZReport, expect_new=True) is not None:
+                raise AlreadyExists(f"the Z report of batch {batch_no} is already issued")
+            issued = ZReport.issue(stamp, terminal_id, batch_no, business_day, settled_at, report)
             uow.add(issued)
             return issued
         return command

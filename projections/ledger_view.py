@@ -7,7 +7,8 @@ changed row and the page's last position in one view transaction. API tokens are
 
 from __future__ import annotations
 
-from datetime import time
+from collections.abc import Callable
+from datetime import UTC, datetime, time
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
@@ -15,14 +16,18 @@ from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
+from adapters.group_commit import run_alone
 from adapters.settings import Settings
 from adapters.store import ledger_environment
+from domain.errors import AlreadyExists
 from domain.ledger import Ledger
-from projections.rows import TERMINAL, TILL, TRANSACTION, Folder, MemoryRows, Row
+from domain.stamp import Stamp
+from projections.reconciliation import batch_totals
+from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT, Folder, MemoryRows, Row, business_day
 from projections.view_store import PostgresLedgerView, SQLiteLedgerView, _LedgerViewSql
 
 NAME = "ledger_view"
-_TABLE_OF = {"Terminal": TERMINAL, "TillSession": TILL, "Transaction": TRANSACTION}
+_TABLE_OF = {"Terminal": TERMINAL, "TillSession": TILL, "Transaction": TRANSACTION, "ZReport": Z_REPORT}
 LedgerViewStore = _LedgerViewSql
 
 
@@ -55,10 +60,11 @@ class LedgerViewProjection(Projection[Any]):
     name = NAME
 
     def __init__(self, view: LedgerViewStore, application_name: str = Ledger.name,
-                 cutoff: time = time(0, 0)) -> None:
+                 cutoff: time = time(0, 0), clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         super().__init__(view)
         self.application_name = application_name
         self.folder = Folder(cutoff)
+        self.clock = clock
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -80,8 +86,30 @@ class LedgerViewProjection(Projection[Any]):
         for table, ids in wanted.items():
             rows.prefetch(table, ids)
         for notification in relevant:
-            self.folder.apply(rows, ledger.mapper.to_domain_event(notification), notification.id)
+            event = ledger.mapper.to_domain_event(notification)
+            self.folder.apply(rows, event, notification.id)
+            if type(event).__qualname__ == "TillSession.BatchSettled":
+                self._issue_z_report(rows, event, ledger)
         self.view.apply_page(rows.changed, Tracking(self.application_name, notifications[-1].id))
+
+    def _issue_z_report(self, rows: _PageRows, settled: Any, ledger: Ledger) -> None:
+        """Record the batch's Z report, from every transaction of the batch folded so far. It is
+        saved before the page commits: a page replayed after a crash finds it issued (same id)."""
+        terminal = rows.get(TERMINAL, str(settled.terminal_id))
+        if terminal is None:
+            return
+        batch = {r["id"]: r for r in self.view.find_transactions(terminal_id=terminal["id"], batch_no=settled.batch_no)}
+        batch.update((row_id, row) for row_id, row in rows.changed.tables.get(TRANSACTION, {}).items()
+                     if row["terminal_id"] == terminal["id"] and row["batch_no"] == settled.batch_no)
+        report = batch_totals(settled.batch_no, sorted(batch.values(), key=lambda r: r["id"]), [terminal])
+        settled_at = settled.timestamp.astimezone(UTC).isoformat()
+        day = business_day(settled_at, terminal["parameters"].get("timezone", "Asia/Shanghai"), self.folder.cutoff)
+        stamp = Stamp(settled.terminal_id, settled.operator_no, None, self.clock())
+        try:
+            run_alone(ledger, Ledger.issue_z_report(stamp, settled.terminal_id, settled.batch_no, day, settled_at,
+                                                    report))
+        except AlreadyExists:
+            pass
 
     def position(self) -> int:
         return self.view.max_tracking_id(self.application_name) or 0

@@ -61,6 +61,17 @@ def day_report(business_day: str, txns: list[Row], tills: list[Row], terminals: 
     }
 
 
+def batch_totals(batch_no: str, txns: list[Row], terminals: list[Row]) -> dict[str, Any]:
+    """The Z report's figures: one terminal batch's lines and totals, declines and reversals apart,
+    and anything still in doubt (``txns`` are the batch's transactions)."""
+    where = _Where(terminals)
+    batch = [t for t in txns if t.get("batch_no") == batch_no]
+    lines = _lines(batch, where)
+    return {"report": "Z", "batch_no": batch_no, "lines": lines, "totals": _totals(lines),
+            "declined": _apart(batch, "declined", where), "reversed": _apart(batch, "reversed", where),
+            "in_doubt": _in_doubt(batch, where)}
+
+
 class _Where:
     """Store, merchant and terminal number of a row: the row's own, else its terminal's."""
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 Row = dict[str, Any]
-TERMINAL, TILL, TRANSACTION = "terminal", "till", "txn"
+TERMINAL, TILL, TRANSACTION, Z_REPORT = "terminal", "till", "txn", "zreport"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
@@ -287,3 +287,13 @@ class Folder:
             row["refunds"][str(e.refund_transaction_id)] = e.amount_minor
             row["credits_applied_minor"] += e.amount_minor
             rows.put(TRANSACTION, row["id"], row)
+
+    # ---- Z reports ---------------------------------------------------------------------------------
+    def _zreport_Issued(self, rows: RowSet, e: Any, position: int) -> None:
+        terminal = rows.get(TERMINAL, str(e.z_terminal_id)) or {}
+        rows.put(Z_REPORT, str(e.originator_id), {
+            "id": str(e.originator_id), "terminal_id": str(e.z_terminal_id),
+            "merchant_no": terminal.get("merchant_no"), "terminal_no": terminal.get("terminal_no"),
+            "store_id": terminal.get("store_id"), "batch_no": e.batch_no, "z_number": e.z_number,
+            "business_day": e.business_day, "settled_at": e.settled_at, "issued_at": iso(e.timestamp),
+            "position": position})

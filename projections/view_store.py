@@ -20,7 +20,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
-from projections.rows import TERMINAL, TILL, TRANSACTION, MemoryRows, Row
+from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT, MemoryRows, Row
 
 # table -> indexed columns besides id and doc (all text except amount_minor)
 _COLUMNS: dict[str, tuple[str, ...]] = {
@@ -28,12 +28,15 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     TILL: ("terminal_id", "store_id", "business_day"),
     TRANSACTION: ("terminal_id", "merchant_no", "terminal_no", "store_id", "business_day", "kind", "status",
                   "rrn", "auth_code", "trace_no", "last4", "amount_minor", "original_transaction_id",
-                  "till_session_id"),
+                  "till_session_id", "batch_no"),
+    Z_REPORT: ("terminal_id", "store_id", "business_day", "batch_no"),
 }
 _INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     TILL: (("business_day", "store_id"),),
     TRANSACTION: (("business_day", "store_id"), ("rrn",), ("auth_code",), ("terminal_no", "trace_no"),
-                  ("last4", "business_day"), ("original_transaction_id",), ("till_session_id",)),
+                  ("last4", "business_day"), ("original_transaction_id",), ("till_session_id",),
+                  ("terminal_id", "batch_no")),
+    Z_REPORT: (("business_day", "store_id"), ("terminal_id", "batch_no")),
 }
 
 

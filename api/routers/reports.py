@@ -23,11 +23,12 @@ from api.transaction_view import transaction_view
 from domain.errors import Forbidden, InvalidInput, NotFound, OutOfSequence, ProjectionBehind
 from domain.terminal import Terminal
 from domain.transaction import Transaction
+from domain.z_report import ZReport
 from projections.dispute import evidence_bundle
 from projections.read_models import ReadModels
 from projections.receipt import COLUMNS, facts_for, receipt_document, receipt_sha256, render_text
 from projections.reconciliation import day_report, report_csv
-from projections.rows import TERMINAL, TILL, TRANSACTION
+from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT
 
 router = APIRouter(tags=["reports"])
 TIMEOUT_S = 5.0
@@ -107,6 +108,28 @@ def build_day_report(views: ReadModels, day: str, store_id: str | None, now: dat
     report = day_report(day, list(txns.values()), tills, terminals, store_id=store_id, generated_at=now.isoformat())
     report["position"] = views.projection.position()
     return report
+
+
+@router.get("/v1/reports/z", summary="Z reports (one per settled terminal batch) of a business day")
+async def list_z_reports(request: Request, day: date = Query(..., alias="date"), store_id: str | None = None,
+                         wait_for_position: int | None = Query(None, ge=1),
+                         principal: Principal = Depends(accountants)) -> dict[str, Any]:
+    views = await _views(request, wait_for_position)
+    rows = await run_in_threadpool(views.view.day, Z_REPORT, day.isoformat(), store_id)
+    return {"business_day": day.isoformat(), "store_id": store_id,
+            "z_reports": sorted(rows, key=lambda r: (r["store_id"] or "", r["terminal_no"] or "", r["z_number"]))}
+
+
+@router.get("/v1/reports/z/{z_report_id}", summary="One Z report as recorded at settlement (immutable, chain checked)")
+async def get_z_report(z_report_id: UUID, request: Request,
+                       principal: Principal = Depends(accountants)) -> Response:
+    records, check = await run_in_threadpool(_services(request).ledger.history, z_report_id, ZReport)
+    issued = records[0]
+    return json_response({"z_report_id": str(z_report_id), "z_number": issued["z_number"],
+                          "terminal_id": issued["z_terminal_id"], "batch_no": issued["batch_no"],
+                          "business_day": issued["business_day"], "settled_at": issued["settled_at"],
+                          "issued_at": issued["timestamp"], "report": issued["report"],
+                          "hash": issued["hash"], "chain_valid": check.valid}, 200)
 
 
 # ---- dispute evidence ----------------------------------------------------------------------------

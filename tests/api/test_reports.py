@@ -140,3 +140,21 @@ def test_a_dispute_search_needs_a_usable_key(till: Till, staff: dict[str, dict[s
     response = till.client.get("/v1/disputes/search?trace_no=000001", headers=staff["dispute"])
 
     assert response.status_code == 422 and response.json()["code"] == "invalid_input"
+
+
+def test_the_accountant_lists_the_days_z_reports_and_reads_one_as_recorded_at_settlement(
+        till: Till, services: Services, staff: dict[str, dict[str, str]]) -> None:
+    till.card_sale(6_600, brand="unionpay")
+    till.settle()
+    caught_up(services)
+
+    listed = till.client.get(f"/v1/reports/z?date={DAY}", headers=staff["accountant"])
+    [summary] = listed.json()["z_reports"]
+    one = till.client.get(f"/v1/reports/z/{summary['id']}", headers=staff["accountant"])
+
+    assert (summary["batch_no"], summary["z_number"], summary["terminal_no"]) == ("000001", 1, till.terminal_no)
+    assert one.status_code == 200, one.text
+    body = one.json()
+    assert body["chain_valid"] is True and body["report"]["report"] == "Z"
+    assert body["report"]["totals"][0]["gross_minor"] == 6_600
+    assert till.client.get(f"/v1/reports/z/{summary['id']}", headers=till.headers).status_code == 403

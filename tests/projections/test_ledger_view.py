@@ -12,7 +12,10 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from api.services import Services
 from domain.ledger import Ledger
 from projections.ledger_view import LedgerViewProjection, open_view
-from projections.rows import TERMINAL, TILL, TRANSACTION, Folder, MemoryRows
+from domain.errors import AlreadyExists
+from domain.stamp import Stamp
+from domain.z_report import ZReport, z_report_id_for
+from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT, Folder, MemoryRows
 from projections.runner import PageRunner
 from tests.integration.counter_commands import CounterCommands, card_fields
 
@@ -69,7 +72,7 @@ def recomputed(ledger: Ledger) -> MemoryRows:
     """An independent fold of the whole log in memory: what the view must equal."""
     rows, folder = MemoryRows(), Folder()
     for notification in ledger.recorder.select_notifications(start=1, limit=1_000_000):
-        if notification.topic.rpartition(":")[2].split(".")[0] in ("Terminal", "TillSession", "Transaction"):
+        if notification.topic.rpartition(":")[2].split(".")[0] in ("Terminal", "TillSession", "Transaction", "ZReport"):
             folder.apply(rows, ledger.mapper.to_domain_event(notification), notification.id)
     return rows
 
@@ -98,7 +101,7 @@ def test_the_view_applied_a_page_at_a_time_equals_an_independent_fold_of_the_log
     sale = expected.tables[TRANSACTION][str(ids["sale"])]
     assert sale["credits_applied_minor"] == 3_000 and sale["related"] == [{"id": str(ids["refund"]), "kind": "refund"}]
     assert expected.tables[TRANSACTION][str(ids["voided"])]["voided_by"] == str(ids["void"])
-    assert set(expected.tables) == {TERMINAL, TILL, TRANSACTION}
+    assert set(expected.tables) == {TERMINAL, TILL, TRANSACTION, Z_REPORT}
 
 
 def test_a_page_applied_twice_is_refused_whole_and_changes_nothing(services: Services, counter: CounterCommands) -> None:
@@ -162,3 +165,30 @@ def test_an_embedded_runner_follows_new_appends_and_wakes_readers_waiting_for_th
     row = views.view.row(TRANSACTION, str(sale))
     assert row is not None and row["status"] == "completed" and row["amount_minor"] == 4_200
     assert views.status()[0]["lag"] == 0
+
+
+def z_reports(ledger: Ledger) -> list[Any]:
+    return [n for n in ledger.recorder.select_notifications(start=1, limit=1_000_000)
+            if n.topic.endswith("ZReport.Issued")]
+
+
+def test_settling_a_batch_issues_its_numbered_z_report_once_with_the_batch_totals(
+        services: Services, counter: CounterCommands) -> None:
+    a_day_at_the_counter(services, counter)
+    views = services.views()
+    views.runner.catch_up()
+    views.runner.rebuild()  # a rebuilt view meets the same settlement again
+
+    [issued] = z_reports(services.ledger)
+    z = services.ledger.load(z_report_id_for(counter.terminal_id, "000001"), ZReport)
+    assert issued.originator_id == z.id and (z.batch_no, z.z_number) == ("000001", 1)
+    lines = {(line["brand"], line["kind"]): line for line in z.report["lines"]}
+    assert lines[("visa", "sale")]["gross_minor"] == 10_000
+    assert lines[("unionpay", "sale")]["gross_minor"] == 2_500 and lines[("unionpay", "void")]["gross_minor"] == -2_500
+    assert lines[("cash", "sale")]["gross_minor"] == 1_234
+    assert [d["count"] for d in z.report["declined"]] == [1]
+    assert ("visa", "refund") not in lines  # the refund belongs to the next batch
+    with pytest.raises(AlreadyExists):  # immutable: the same batch cannot be reported twice
+        services.executor.run(Ledger.issue_z_report(Stamp(counter.terminal_id, "01", None, services.clock.now()),
+                                                    counter.terminal_id, "000001", "2026-11-24", "x", {}))
+    assert [r["batch_no"] for r in views.view.day(Z_REPORT, "2026-11-24")] == ["000001"]
