@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -152,6 +153,27 @@ def _report_day(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settlement_import(args: argparse.Namespace) -> int:
+    import json
+
+    from api.routers.reports import import_settlement, settlement_matches
+
+    data = args.file.read_bytes()
+    services = _read_models()
+    try:
+        services.executor.start()
+        settlement_id, new = import_settlement(services, data, args.file.name)
+        services.views().runner.refresh(timeout=30)
+        result = settlement_matches(services, settlement_id)
+    finally:
+        services.close()
+    print(("imported" if new else "already imported") + f": {settlement_id} ({result['lines']} lines)",
+          file=sys.stderr)
+    print(json.dumps(result if args.full else {"settlement_id": result["settlement_id"], "balanced": result["balanced"],
+                                               "summary": result["summary"]}, ensure_ascii=False, indent=2))
+    return 0 if result["balanced"] else 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="till", description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +219,14 @@ def parser() -> argparse.ArgumentParser:
     day.add_argument("--store", default=None, help="only this store id")
     day.add_argument("--format", choices=["json", "csv"], default="json")
     day.set_defaults(run=_report_day)
+
+    settlement = commands.add_parser("settlement", help="acquirer settlement files")
+    settlement_commands = settlement.add_subparsers(dest="settlement_command", required=True, metavar="ACTION")
+    imports = settlement_commands.add_parser("import", help="record a settlement file (CSV, docs/settlement-file.md) "
+                                             "and match it against the ledger; exit 1 when it does not balance")
+    imports.add_argument("file", type=Path)
+    imports.add_argument("--full", action="store_true", help="print every matched and unmatched line")
+    imports.set_defaults(run=_settlement_import)
     return root
 
 

@@ -25,6 +25,7 @@ from domain.till import TillSession
 from domain.till_actions import TILL_HANDLERS
 from domain.transaction import Transaction
 from domain.transaction_actions import TRANSACTION_HANDLERS
+from domain.settlement import SettlementFile, settlement_id_for
 from domain.z_report import ZReport, z_report_id_for
 
 R = TypeVar("R")
@@ -118,6 +119,18 @@ class Ledger(Application[UUID]):
             issued = ZReport.issue(stamp, terminal_id, batch_no, business_day, settled_at, report)
             uow.add(issued)
             return issued
+        return command
+
+    @staticmethod
+    def import_settlement_file(stamp: Stamp, file_sha256: str, file_name: str,
+                               lines: list[dict[str, Any]]) -> Command[SettlementFile]:
+        def command(uow: UnitOfWork) -> SettlementFile:
+            existing = uow.find(settlement_id_for(file_sha256), SettlementFile, expect_new=True)
+            if existing is not None:
+                raise AlreadyExists("this settlement file is already imported", settlement_id=str(existing.id))
+            imported = SettlementFile.import_file(stamp, file_sha256, file_name, lines)
+            uow.add(imported)
+            return imported
         return command
 
     @staticmethod

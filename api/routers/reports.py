@@ -8,6 +8,7 @@ the request waits, up to ``TIMEOUT_S``, until the view has applied it (read-your
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -20,14 +21,19 @@ from api.auth import Principal, require
 from api.raw_body import json_response
 from api.services import Services
 from api.transaction_view import transaction_view
-from domain.errors import Forbidden, InvalidInput, NotFound, OutOfSequence, ProjectionBehind
+from domain.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, OutOfSequence, ProjectionBehind
 from domain.terminal import Terminal
+from domain.ledger import Ledger
+from domain.settlement import SettlementFile, settlement_id_for
+from domain.stamp import Stamp
 from domain.transaction import Transaction
 from domain.z_report import ZReport
 from projections.dispute import evidence_bundle
 from projections.read_models import ReadModels
 from projections.receipt import COLUMNS, facts_for, receipt_document, receipt_sha256, render_text
 from projections.reconciliation import day_report, report_csv
+from projections.settlement_file import parse_settlement_csv
+from projections.settlement_match import covered_batches, match
 from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT
 
 router = APIRouter(tags=["reports"])
@@ -130,6 +136,51 @@ async def get_z_report(z_report_id: UUID, request: Request,
                           "business_day": issued["business_day"], "settled_at": issued["settled_at"],
                           "issued_at": issued["timestamp"], "report": issued["report"],
                           "hash": issued["hash"], "chain_valid": check.valid}, 200)
+
+
+# ---- acquirer settlement files --------------------------------------------------------------------
+def settlement_matches(services: Services, settlement_id: UUID) -> dict[str, Any]:
+    settlement = services.ledger.load(settlement_id, SettlementFile)
+    view = services.views().view
+    rows: list[dict[str, Any]] = []
+    for merchant_no, terminal_no, batch_no in covered_batches(settlement.lines):
+        rows += [r for r in view.find_transactions(terminal_no=terminal_no, batch_no=batch_no)
+                 if r["merchant_no"] == merchant_no]
+    return {"settlement_id": str(settlement.id), "file_name": settlement.file_name,
+            "file_sha256": settlement.file_sha256, "lines": len(settlement.lines),
+            **match(settlement.lines, rows)}
+
+
+def import_settlement(services: Services, data: bytes, file_name: str) -> tuple[UUID, bool]:
+    """Record the file (once); its id and whether this call imported it."""
+    lines = parse_settlement_csv(data)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        imported = services.executor.run(Ledger.import_settlement_file(
+            Stamp(None, None, None, services.clock.now()), digest, file_name, lines))
+    except AlreadyExists:
+        return settlement_id_for(digest), False
+    return imported.id, True
+
+
+@router.post("/v1/settlements", status_code=201, summary="Import an acquirer settlement file (CSV, "
+             "docs/settlement-file.md) and match it against the ledger; the same file again is not re-imported",
+             openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
+async def post_settlement(request: Request, file_name: str = Query("settlement.csv", max_length=200),
+                          principal: Principal = Depends(accountants)) -> Response:
+    data = await request.body()
+    services = _services(request)
+    settlement_id, new = await run_in_threadpool(import_settlement, services, data, file_name)
+    result = await run_in_threadpool(settlement_matches, services, settlement_id)
+    return json_response({**result, "imported": new}, 201 if new else 200)
+
+
+@router.get("/v1/settlements/{settlement_id}/matches", summary="Matched, amount differs, ledger only, file only")
+async def get_settlement_matches(settlement_id: UUID, request: Request,
+                                 wait_for_position: int | None = Query(None, ge=1),
+                                 principal: Principal = Depends(accountants)) -> Response:
+    await _views(request, wait_for_position)
+    return json_response(await run_in_threadpool(settlement_matches, _services(request), settlement_id), 200)
 
 
 # ---- dispute evidence ----------------------------------------------------------------------------

@@ -158,3 +158,43 @@ def test_the_accountant_lists_the_days_z_reports_and_reads_one_as_recorded_at_se
     assert body["chain_valid"] is True and body["report"]["report"] == "Z"
     assert body["report"]["totals"][0]["gross_minor"] == 6_600
     assert till.client.get(f"/v1/reports/z/{summary['id']}", headers=till.headers).status_code == 403
+
+
+def test_the_accountant_imports_a_settlement_file_once_and_sees_it_matched_against_the_ledger(
+        till: Till, services: Services, staff: dict[str, dict[str, str]]) -> None:
+    settled = till.card_sale(4_000, brand="unionpay", last4="1234")
+    missing = till.card_sale(1_500)
+    rrn = next(e for e in till.history(settled)["events"] if e["type"] == "Authorized")["data"]["rrn"]
+    trace = till.state(settled)["trace_no"]
+    caught_up(services)
+    header = "settlement_date,merchant_no,terminal_no,batch_no,trace_no,rrn,auth_code,masked_card,amount,fee,net,type\n"
+    body = (header + f"2026-11-24,898310048990001,{till.terminal_no},000001,{trace},{rrn},A1B2C3,622202******1234,"
+            "40.00,0.15,39.85,sale\n"
+            f"2026-11-24,898310048990001,{till.terminal_no},000001,000777,000000000777,B2C3D4,622202******5678,"
+            "9.99,0,9.99,sale\n").encode()
+
+    first = till.client.post("/v1/settlements?file_name=acq-20261124.csv", content=body,
+                             headers={**staff["accountant"], "content-type": "text/csv"})
+    again = till.client.post("/v1/settlements", content=body, headers={**staff["accountant"], "content-type": "text/csv"})
+
+    assert first.status_code == 201, first.text
+    result = first.json()
+    assert result["summary"] == {"matched": 1, "amount_differs": 0, "ledger_only": 1, "file_only": 1}
+    assert result["ledger_only"][0]["transaction_id"] == missing.stream_id
+    assert result["matched"][0]["ledger"]["transaction_id"] == settled.stream_id
+    assert again.status_code == 200 and again.json()["imported"] is False
+    assert again.json()["settlement_id"] == result["settlement_id"]
+    matches = till.client.get(f"/v1/settlements/{result['settlement_id']}/matches", headers=staff["accountant"])
+    assert matches.status_code == 200 and matches.json()["summary"] == result["summary"]
+
+
+def test_a_settlement_file_with_a_bad_line_is_refused_whole_with_the_line_named(
+        till: Till, staff: dict[str, dict[str, str]]) -> None:
+    body = (b"settlement_date,merchant_no,terminal_no,batch_no,trace_no,rrn,auth_code,masked_card,amount,fee,net,type\n"
+            b"2026-11-24,898310048990001,30000001,000001,000001,000000000001,A1,622202******1234,1.00,0,1.00,sale\n"
+            b"2026-11-24,898310048990001,30000001,000001,000002,000000000002,A1,622202******1234,one,0,1.00,sale\n")
+
+    response = till.client.post("/v1/settlements", content=body, headers={**staff["accountant"], "content-type": "text/csv"})
+
+    assert response.status_code == 422 and response.json()["code"] == "invalid_input"
+    assert "line 2" in response.json()["detail"]
