@@ -139,7 +139,7 @@ def _report_day(args: argparse.Namespace) -> int:
     import json
 
     from api.routers.reports import build_day_report
-    from projections.reconciliation import report_csv
+    from projections.reconciliation import report_csv, report_xlsx
 
     services = _read_models()
     try:
@@ -149,7 +149,16 @@ def _report_day(args: argparse.Namespace) -> int:
         report = build_day_report(views, args.day.isoformat(), args.store, services.clock.now())
     finally:
         services.close()
-    print(report_csv(report) if args.format == "csv" else json.dumps(report, ensure_ascii=False, indent=2), end="")
+    if args.format == "xlsx":
+        if args.output is None:
+            print("till: --format xlsx needs --output FILE", file=sys.stderr)
+            return 2
+        args.output.write_bytes(report_xlsx(report))
+        print(f"wrote {args.output}", file=sys.stderr)
+    elif args.output is not None:
+        args.output.write_text(report_csv(report) if args.format == "csv" else json.dumps(report, ensure_ascii=False))
+    else:
+        print(report_csv(report) if args.format == "csv" else json.dumps(report, ensure_ascii=False, indent=2), end="")
     return 0
 
 
@@ -217,7 +226,8 @@ def parser() -> argparse.ArgumentParser:
     day = report_commands.add_parser("day", help="day report (X report) for one business day")
     day.add_argument("day", type=date.fromisoformat, metavar="YYYY-MM-DD")
     day.add_argument("--store", default=None, help="only this store id")
-    day.add_argument("--format", choices=["json", "csv"], default="json")
+    day.add_argument("--format", choices=["json", "csv", "xlsx"], default="json")
+    day.add_argument("--output", type=Path, default=None, help="write to this file (required for xlsx)")
     day.set_defaults(run=_report_day)
 
     settlement = commands.add_parser("settlement", help="acquirer settlement files")

@@ -71,3 +71,29 @@ def evidence_bundle(row: dict[str, Any], records: list[dict[str, Any]], chain: d
         "state_as_of": state_as_of,
         "hash_chain": chain,
     }
+
+
+def evidence_text(bundle: dict[str, Any]) -> list[str]:
+    """The bundle as printable lines (the PDF export): summary, card, CVM, timeline, chain, receipts."""
+    lines = [f"Dispute evidence / 争议证据  {bundle['transaction_id']}", ""]
+    if bundle["as_of_version"] is not None:
+        lines.append(f"As of event version {bundle['as_of_version']}")
+    for title, section in (("Summary", bundle["summary"]), ("Card", bundle["card"]),
+                           ("Chip data", bundle["chip_data"]), ("CVM", bundle["cvm"]),
+                           ("Hash chain", bundle["hash_chain"])):
+        lines += [f"== {title}", *(f"  {key}: {value}" for key, value in section.items()), ""]
+    lines.append("== Timeline (server time | terminal time | operator | event)")
+    for entry in bundle["timeline"]:
+        lines.append(f"  v{entry['version']} {entry['server_time']} | {entry['terminal_time']} | "
+                     f"{entry['operator_no']} | {entry['type']}")
+        lines += [f"      {key}: {value}" for key, value in entry["fields"].items()]
+        lines.append(f"      hash {entry['hash']}")
+    lines.append("")
+    if bundle["related"]:
+        lines += ["== Related voids and refunds",
+                  *(f"  {r['kind']} {r['id']} {r['status']} {r['amount_minor']} {r['currency']} rrn {r['rrn']}"
+                    for r in bundle["related"]), ""]
+    for copy, receipt in (bundle["receipts"] or {}).items():
+        lines += [f"== Receipt, {copy} copy (printed {receipt['printed']}x, sha256 {receipt['receipt_sha256']})",
+                  *receipt["text"].splitlines(), ""]
+    return lines

@@ -30,6 +30,7 @@ from typing import Any
 
 from domain.money import minor_digits
 from projections.rows import Row
+from projections.xlsx import workbook
 
 _CREDIT_KINDS = ("void", "refund")
 _KIND_ORDER = {"sale": 0, "void": 1, "refund": 2}
@@ -240,3 +241,22 @@ def decimal_text(minor: int, currency: str | None) -> str:
 def _text(value: Any) -> str:
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def report_xlsx(report: dict[str, Any]) -> bytes:
+    """The report as a workbook: lines, totals by brand, cash drawers, declines, reversals, in doubt.
+    Amounts are integer minor units (numeric cells; a spreadsheet float never holds the money)."""
+    def table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[list[str | int | None]]:
+        return [list(columns), *[[row.get(column) for column in columns] for row in rows]]
+
+    totals = [{"currency": t["currency"], **b} for t in report["totals"] for b in t["brands"]]
+    apart = ("store_id", "merchant_no", "terminal_no", "kind", "currency", "count", "amount_minor")
+    return workbook([
+        ("Lines", table(report["lines"], (*_LINE_TEXT, "count", *_LINE_MONEY))),
+        ("Totals", table(totals, ("currency", "brand", "count", "gross_minor", "fee_minor", "net_minor"))),
+        ("Cash", table(report["cash"], (*_CASH_TEXT, *_CASH_MONEY, "note"))),
+        ("Declined", table(report["declined"], apart)),
+        ("Reversed", table(report["reversed"], apart)),
+        ("In doubt", table(report["in_doubt"], ("id", "store_id", "terminal_no", "operator_no", "kind", "outcome",
+                                                 "currency", "amount_minor", "batch_no", "trace_no", "opened_at"))),
+    ])

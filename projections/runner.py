@@ -27,7 +27,6 @@ from psycopg import sql
 
 from adapters.settings import Settings
 from adapters.store import libpq_conninfo
-from domain.errors import StoreUnavailable
 from domain.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,9 @@ class PositionListener:
                     while not self.stop.is_set():
                         for note in conn.notifies(timeout=0.5, stop_after=64):
                             self.watch.advance(int(note.payload))
-            except (psycopg.Error, ValueError, StoreUnavailable):
+            except Exception:  # the store went away: reconnect, unless the process is closing it
+                if self.stop.is_set():
+                    return
                 log.warning("projection position listener lost its connection; reconnecting", exc_info=True)
                 self.stop.wait(LOCK_RETRY_S)
 

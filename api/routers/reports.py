@@ -28,16 +28,18 @@ from domain.settlement import SettlementFile, settlement_id_for
 from domain.stamp import Stamp
 from domain.transaction import Transaction
 from domain.z_report import ZReport
-from projections.dispute import evidence_bundle
+from projections.dispute import evidence_bundle, evidence_text
 from projections.read_models import ReadModels
 from projections.receipt import COLUMNS, facts_for, receipt_document, receipt_sha256, render_text
-from projections.reconciliation import day_report, report_csv
+from projections.pdf import RECEIPT_58MM, RECEIPT_80MM, text_pdf
+from projections.reconciliation import day_report, report_csv, report_xlsx
 from projections.settlement_file import parse_settlement_csv
 from projections.settlement_match import covered_batches, match
 from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT
 
 router = APIRouter(tags=["reports"])
 TIMEOUT_S = 5.0
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 receipt_readers = require("terminal", "accountant", "dispute", "admin")
 accountants = require("accountant", "admin")
 dispute_handlers = require("dispute", "admin")
@@ -76,7 +78,7 @@ def _receipt(services: Services, principal: Principal, transaction_id: UUID, cop
 @router.get("/v1/transactions/{transaction_id}/receipt", summary="One copy of a transaction's receipt (签购单)")
 async def get_receipt(transaction_id: UUID, request: Request,
                       copy: Literal["merchant", "customer"] = "customer",
-                      format: Literal["json", "text"] = "json",  # noqa: A002 - the query parameter's name
+                      format: Literal["json", "text", "pdf"] = "json",  # noqa: A002 - the query parameter's name
                       columns: int = Query(32, description="32 (58 mm paper) or 48 (80 mm)"),
                       lang: Literal["zh", "en"] = "zh",
                       reprint_no: int = Query(0, ge=0, le=99),
@@ -86,13 +88,18 @@ async def get_receipt(transaction_id: UUID, request: Request,
     document = await run_in_threadpool(_receipt, _services(request), principal, transaction_id, copy, reprint_no)
     if format == "text":
         return PlainTextResponse(render_text(document, columns, lang))
+    if format == "pdf":
+        pdf = text_pdf(render_text(document, columns, lang).splitlines(), title=f"receipt {transaction_id} {copy}",
+                       page=RECEIPT_58MM if columns == 32 else RECEIPT_80MM)
+        return Response(pdf, media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="receipt-{transaction_id}-{copy}.pdf"'})
     return json_response({"receipt_sha256": receipt_sha256(document), "document": document}, 200)
 
 
 # ---- reconciliation ------------------------------------------------------------------------------
 @router.get("/v1/reports/day", summary="Day report (X report) for one business day: lines, fees, cash variance")
 async def get_day_report(request: Request, day: date = Query(..., alias="date"), store_id: str | None = None,
-                         format: Literal["json", "csv"] = "json",  # noqa: A002
+                         format: Literal["json", "csv", "xlsx"] = "json",  # noqa: A002
                          wait_for_position: int | None = Query(None, ge=1),
                          principal: Principal = Depends(accountants)) -> Response:
     views = await _views(request, wait_for_position)
@@ -101,6 +108,9 @@ async def get_day_report(request: Request, day: date = Query(..., alias="date"),
     if format == "csv":
         return Response(report_csv(report), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="till-ledger-{day.isoformat()}.csv"'})
+    if format == "xlsx":
+        return Response(report_xlsx(report), media_type=XLSX, headers={
+            "Content-Disposition": f'attachment; filename="till-ledger-{day.isoformat()}.xlsx"'})
     return json_response(report, 200)
 
 
@@ -247,10 +257,15 @@ class _SystemReader:
 @router.get("/v1/disputes/{transaction_id}/evidence", summary="Dispute evidence bundle (JSON): timeline, chip "
             "data, CVM, receipts, related credits, hash chain; as of any event version")
 async def get_evidence(transaction_id: UUID, request: Request, as_of_version: int | None = Query(None, ge=1),
+                       format: Literal["json", "pdf"] = "json",  # noqa: A002
                        wait_for_position: int | None = Query(None, ge=1),
                        principal: Principal = Depends(dispute_handlers)) -> Response:
     await _views(request, wait_for_position)
     bundle = await run_in_threadpool(build_evidence, _services(request), transaction_id, as_of_version)
+    if format == "pdf":
+        pdf = text_pdf(evidence_text(bundle), title=f"dispute evidence {transaction_id}")
+        return Response(pdf, media_type="application/pdf", headers={
+            "Content-Disposition": f'attachment; filename="evidence-{transaction_id}.pdf"'})
     return json_response(bundle, 200)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from pathlib import Path
 from uuid import uuid4
 
@@ -65,3 +66,14 @@ def test_settlement_import_matches_the_file_and_exits_1_when_it_does_not_balance
 
     result = json.loads(capsys.readouterr().out)
     assert result["summary"] == {"matched": 0, "amount_differs": 0, "ledger_only": 1, "file_only": 1}
+
+
+def test_report_day_writes_a_workbook_with_format_xlsx(
+        store_with_a_day: CounterCommands, tmp_path: Path) -> None:
+    out = tmp_path / "day.xlsx"
+
+    assert main(["report", "day", "2026-11-24", "--format", "xlsx", "--output", str(out)]) == 0
+    assert main(["report", "day", "2026-11-24", "--format", "xlsx"]) == 2  # a workbook needs a file
+
+    with zipfile.ZipFile(out) as book:
+        assert b"2500" in book.read("xl/worksheets/sheet1.xml")

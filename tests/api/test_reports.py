@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from typing import Any
 
 import pytest
@@ -198,3 +199,22 @@ def test_a_settlement_file_with_a_bad_line_is_refused_whole_with_the_line_named(
 
     assert response.status_code == 422 and response.json()["code"] == "invalid_input"
     assert "line 2" in response.json()["detail"]
+
+
+def test_receipts_evidence_and_the_day_report_also_come_as_pdf_and_xlsx(
+        till: Till, services: Services, staff: dict[str, dict[str, str]]) -> None:
+    sale = till.card_sale(2_000)
+    caught_up(services)
+
+    receipt = till.client.get(f"/v1/transactions/{sale.stream_id}/receipt?format=pdf&columns=48", headers=till.headers)
+    evidence = till.client.get(f"/v1/disputes/{sale.stream_id}/evidence?format=pdf", headers=staff["dispute"])
+    report = till.client.get(f"/v1/reports/day?date={DAY}&format=xlsx", headers=staff["accountant"])
+
+    assert receipt.status_code == 200 and receipt.headers["content-type"] == "application/pdf"
+    assert receipt.content.startswith(b"%PDF-") and receipt.content.rstrip().endswith(b"%%EOF")
+    assert evidence.status_code == 200 and evidence.content.startswith(b"%PDF-")
+    assert report.status_code == 200 and report.headers["content-type"].endswith("spreadsheetml.sheet")
+    with zipfile.ZipFile(io.BytesIO(report.content)) as book:
+        sheets = [name for name in book.namelist() if name.startswith("xl/worksheets/")]
+        assert len(sheets) == 6
+        assert b"2000" in book.read("xl/worksheets/sheet1.xml")
