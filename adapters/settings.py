@@ -36,8 +36,14 @@ class Settings(BaseSettings):
     embedded_projections: bool = Field(True, description="Run the projections inside `till serve` (one "
                                        "process holds each; others wait). Off: run `till project run`.")
     projection_page_size: int = Field(500, ge=1, le=10_000, description="Events per view transaction.")
+    signing_key_file: Path | None = Field(None, description="Ed25519 key (PEM) that signs evidence bundles; "
+                                          "default $TILL_DATA_DIR/signing.key, created on first start.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.data_dir / "signing.key"
 
     @property
     def uses_postgres(self) -> bool:

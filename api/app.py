@@ -14,6 +14,7 @@ from adapters.gc_tuning import tune_for_server
 from adapters.group_commit import GroupCommitter, SingleSaveExecutor
 from adapters.passwords import Argon2PasswordHasher
 from adapters.settings import Settings
+from adapters.signing import SigningKey
 from adapters.store import ledger_environment, prepare_store
 from api.auth import TokenAuthority, new_token
 from api.errors import install_error_handlers
@@ -41,7 +42,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, hasher: Pa
         executor = SingleSaveExecutor(ledger)
     return Services(settings=settings, ledger=ledger, executor=executor, clock=clock or SystemClock(),
                     hasher=hasher or Argon2PasswordHasher(), tokens=TokenAuthority(ledger, settings.token_cache_s),
-                    read_models=ReadModels.open(settings, ledger) if read_models else None)
+                    read_models=ReadModels.open(settings, ledger) if read_models else None,
+                    signing_key=SigningKey.load_or_create(settings.signing_key_path) if read_models else None)
 
 
 def ensure_first_admin_token(services: Services) -> Path | None:

@@ -183,6 +183,40 @@ def _settlement_import(args: argparse.Namespace) -> int:
     return 0 if result["balanced"] else 1
 
 
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from adapters.signing import key_id, load_public_pem, verify
+    from projections.bundle import verify_bundle
+
+    try:
+        bundle = json.loads(args.bundle.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"till: cannot read {args.bundle}: {exc}", file=sys.stderr)
+        return 2
+    trusted_key = load_public_pem(args.public_key.read_bytes()) if args.public_key else None
+
+    def check_signature(message: bytes, signature: dict[str, Any]) -> tuple[bool, bool]:
+        try:
+            embedded = load_public_pem(signature.get("public_key", ""))
+        except ValueError:
+            return False, False
+        if trusted_key is not None:
+            return verify(trusted_key, message, signature.get("value", "")), True
+        return verify(embedded, message, signature.get("value", "")) and signature.get("key_id") == key_id(embedded), False
+
+    verdict = verify_bundle(bundle if isinstance(bundle, dict) else {}, check_signature)
+    if verdict.valid:
+        who = "the given public key" if verdict.signer_trusted else \
+            f"the key in the bundle (id {verdict.key_id}); compare it with GET /v1/keys/signing or pass --public-key"
+        print(f"VALID: {len(bundle['events'])} events, chain intact, signed by {who}")
+        return 0
+    print("INVALID:")
+    for problem in verdict.problems:
+        print(f"  - {problem}")
+    return 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="till", description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,6 +271,13 @@ def parser() -> argparse.ArgumentParser:
     imports.add_argument("file", type=Path)
     imports.add_argument("--full", action="store_true", help="print every matched and unmatched line")
     imports.set_defaults(run=_settlement_import)
+
+    check = commands.add_parser("verify", help="check a dispute evidence bundle offline: every event's hash, "
+                                "the chain, and the service's signature; names any edit, deletion or reordering")
+    check.add_argument("bundle", type=Path, help="evidence-….json from GET /v1/disputes/{id}/evidence?format=bundle")
+    check.add_argument("--public-key", type=Path, default=None,
+                       help="the service's public key (PEM, from GET /v1/keys/signing) to trust the signer")
+    check.set_defaults(run=_verify)
     return root
 
 

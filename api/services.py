@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from adapters.settings import Settings
+from adapters.signing import SigningKey
 from api.auth import TokenAuthority
 from domain.ledger import Ledger
 from domain.ports import Clock, PasswordHasher, UnitOfWork
@@ -33,6 +34,7 @@ class Services:
     hasher: PasswordHasher
     tokens: TokenAuthority
     read_models: ReadModels | None = None
+    signing_key: SigningKey | None = None
 
     def views(self) -> ReadModels:
         if self.read_models is None:

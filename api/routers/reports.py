@@ -28,6 +28,8 @@ from domain.settlement import SettlementFile, settlement_id_for
 from domain.stamp import Stamp
 from domain.transaction import Transaction
 from domain.z_report import ZReport
+from adapters.signing import ALGORITHM, public_pem
+from projections.bundle import bundle_body, canonical_bytes
 from projections.dispute import evidence_bundle, evidence_text
 from projections.read_models import ReadModels
 from projections.receipt import COLUMNS, facts_for, receipt_document, receipt_sha256, render_text
@@ -249,6 +251,17 @@ def build_evidence(services: Services, transaction_id: UUID, as_of_version: int 
     return evidence_bundle(row, records, chain, related, receipts, state, as_of_version)
 
 
+def sign_bundle(services: Services, transaction_id: UUID, evidence: dict[str, Any]) -> dict[str, Any]:
+    """The self-contained bundle: evidence, every event with its hash, the service's signature."""
+    key = services.signing_key
+    if key is None:
+        raise RuntimeError("this process has no signing key")
+    records, _ = services.ledger.history(transaction_id, Transaction)
+    body = bundle_body(evidence, records)
+    return {**body, "signature": {"algorithm": ALGORITHM, "key_id": key.key_id, "public_key": public_pem(key.public),
+                                  "value": key.sign(canonical_bytes(body))}}
+
+
 class _SystemReader:
     role = "dispute"
     terminal_id = None
@@ -257,16 +270,29 @@ class _SystemReader:
 @router.get("/v1/disputes/{transaction_id}/evidence", summary="Dispute evidence bundle (JSON): timeline, chip "
             "data, CVM, receipts, related credits, hash chain; as of any event version")
 async def get_evidence(transaction_id: UUID, request: Request, as_of_version: int | None = Query(None, ge=1),
-                       format: Literal["json", "pdf"] = "json",  # noqa: A002
+                       format: Literal["json", "pdf", "bundle"] = "json",  # noqa: A002
                        wait_for_position: int | None = Query(None, ge=1),
                        principal: Principal = Depends(dispute_handlers)) -> Response:
     await _views(request, wait_for_position)
-    bundle = await run_in_threadpool(build_evidence, _services(request), transaction_id, as_of_version)
+    services = _services(request)
+    bundle = await run_in_threadpool(build_evidence, services, transaction_id, as_of_version)
+    if format == "bundle":
+        signed = await run_in_threadpool(sign_bundle, services, transaction_id, bundle)
+        return Response(canonical_bytes(signed), media_type="application/json", headers={
+            "Content-Disposition": f'attachment; filename="evidence-{transaction_id}.json"'})
     if format == "pdf":
         pdf = text_pdf(evidence_text(bundle), title=f"dispute evidence {transaction_id}")
         return Response(pdf, media_type="application/pdf", headers={
             "Content-Disposition": f'attachment; filename="evidence-{transaction_id}.pdf"'})
     return json_response(bundle, 200)
+
+
+@router.get("/v1/keys/signing", summary="The public key that signs evidence bundles (compare its key_id)")
+async def get_signing_key(request: Request) -> dict[str, Any]:
+    key = _services(request).signing_key
+    if key is None:
+        raise NotFound("this process signs nothing")
+    return {"algorithm": ALGORITHM, "key_id": key.key_id, "public_key": public_pem(key.public)}
 
 
 @router.get("/v1/projections", summary="Each projection's position, the log head and the lag")

@@ -1,0 +1,109 @@
+"""Signed evidence bundles: exported over HTTP, checked offline by `till verify`, tampering named."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.testclient import TestClient
+
+from adapters.signing import public_pem
+from api.cli import main
+from api.services import Services
+from domain.chain import record_hash
+from projections.bundle import bundle_body, canonical_bytes
+from tests.api.test_auth import issue
+from tests.counter import Till
+
+
+@pytest.fixture
+def bundle(till: Till, client: TestClient, admin_token: str, services: Services) -> dict[str, Any]:
+    sale = till.card_sale(5_200, brand="unionpay", last4="1234")
+    services.views().runner.catch_up()
+    dispute = {"Authorization": f"Bearer {issue(client, admin_token, 'dispute')['token']}"}
+    response = client.get(f"/v1/disputes/{sale.stream_id}/evidence?format=bundle", headers=dispute)
+    assert response.status_code == 200, response.text
+    assert "attachment" in response.headers["content-disposition"]
+    return response.json()  # type: ignore[no-any-return]
+
+
+def verify(tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    path = tmp_path / "evidence.json"
+    path.write_text(json.dumps(bundle, ensure_ascii=False), encoding="utf-8")
+    code = main(["verify", str(path), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_an_exported_bundle_verifies_offline_against_the_services_published_key(
+        bundle: dict[str, Any], client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = client.get("/v1/keys/signing").json()
+    (tmp_path / "service.pem").write_text(key["public_key"])
+
+    code, out = verify(tmp_path, bundle, capsys, "--public-key", str(tmp_path / "service.pem"))
+
+    assert code == 0 and out.startswith("VALID") and "given public key" in out
+    assert bundle["signature"]["key_id"] == key["key_id"] and bundle["signature"]["algorithm"] == "Ed25519"
+    assert len(bundle["events"]) == 10 and bundle["evidence"]["hash_chain"]["valid"] is True
+
+
+def _edit_amount(b: dict[str, Any]) -> None:
+    next(e for e in b["events"] if e["topic"].endswith("AmountEntered"))["amount_minor"] = 5_300
+
+
+def _delete_event(b: dict[str, Any]) -> None:
+    del b["events"][3]
+
+
+def _swap_events(b: dict[str, Any]) -> None:
+    b["events"][4], b["events"][5] = b["events"][5], b["events"][4]
+
+
+def _edit_summary(b: dict[str, Any]) -> None:
+    b["evidence"]["summary"]["rrn"] = "999999999999"
+
+
+def _rehash_edit(b: dict[str, Any]) -> None:
+    """Edit an event and recompute its own hash: the next event's prev_hash still names the original."""
+    edited = b["events"][2]
+    edited["operator_no"] = "99"
+    edited["hash"] = record_hash({k: v for k, v in edited.items() if k != "hash"})
+
+
+@pytest.mark.parametrize("tamper, named", [
+    (_edit_amount, "event version 2 (AmountEntered) was edited"),
+    (_delete_event, "event version 4 is missing"),
+    (_swap_events, "out of order: version 5 comes after version 6"),
+    (_edit_summary, "signature does not match"),
+    (_rehash_edit, "event version 4 does not follow version 3"),
+])
+def test_a_tampered_bundle_fails_verification_naming_what_changed(
+        bundle: dict[str, Any], tamper: Callable[[dict[str, Any]], None], named: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tampered = copy.deepcopy(bundle)
+    tamper(tampered)
+
+    code, out = verify(tmp_path, tampered, capsys)
+
+    assert code == 1 and out.startswith("INVALID")
+    assert any(part in out for part in named.split("|")), out
+
+
+def test_a_bundle_re_signed_by_another_key_is_refused_when_the_services_key_is_given(
+        bundle: dict[str, Any], client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    forger = Ed25519PrivateKey.generate()
+    forged = copy.deepcopy(bundle)
+    forged["evidence"]["summary"]["amount_minor"] = 1
+    forged["signature"]["public_key"] = public_pem(forger.public_key())
+    forged["signature"]["value"] = base64.b64encode(
+        forger.sign(canonical_bytes(bundle_body(forged["evidence"], forged["events"])))).decode()
+    (tmp_path / "service.pem").write_text(client.get("/v1/keys/signing").json()["public_key"])
+
+    code, out = verify(tmp_path, forged, capsys, "--public-key", str(tmp_path / "service.pem"))
+
+    assert code == 1 and "signature does not match" in out
