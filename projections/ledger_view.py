@@ -22,6 +22,7 @@ from adapters.store import ledger_environment
 from domain.errors import AlreadyExists
 from domain.ledger import Ledger
 from domain.stamp import Stamp
+from projections.aggregates import contributions, deltas
 from projections.reconciliation import batch_totals
 from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT, Folder, MemoryRows, Row, business_day
 from projections.view_store import PostgresLedgerView, SQLiteLedgerView, _LedgerViewSql
@@ -38,19 +39,32 @@ class _PageRows:
         self.view = view
         self.loaded = MemoryRows()
         self.changed = MemoryRows()
+        # What each transaction row added to the running totals before this page touched it.
+        self.before: dict[str, list[Any]] = {}
+
+    def _keep(self, table: str, row_id: str, row: Row) -> None:
+        self.loaded.put(table, row_id, row)
+        if table == TRANSACTION:
+            self.before[row_id] = contributions(row)
 
     def prefetch(self, table: str, ids: list[str]) -> None:
         missing = [i for i in ids if self.loaded.get(table, i) is None]
         for row_id, row in self.view.rows(table, missing).items():
-            self.loaded.put(table, row_id, row)
+            self._keep(table, row_id, row)
 
     def get(self, table: str, row_id: str) -> Row | None:
         row = self.changed.get(table, row_id) or self.loaded.get(table, row_id)
         if row is None:
             row = self.view.row(table, row_id)
             if row is not None:
-                self.loaded.put(table, row_id, row)
+                self._keep(table, row_id, row)
         return row
+
+    def increments(self) -> dict[tuple[str, tuple[str, ...]], list[int]]:
+        totals: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        for row_id, row in self.changed.tables.get(TRANSACTION, {}).items():
+            deltas(self.before.get(row_id, []), contributions(row), totals)
+        return totals
 
     def put(self, table: str, row_id: str, row: Row) -> None:
         self.changed.put(table, row_id, row)
@@ -71,7 +85,7 @@ class LedgerViewProjection(Projection[Any]):
         """One event alone (the library's interface); the runner uses process_page."""
         rows = _PageRows(self.view)
         self.folder.apply(rows, domain_event, tracking.notification_id)
-        self.view.apply_page(rows.changed, tracking)
+        self.view.apply_page(rows.changed, tracking, rows.increments())
 
     def process_page(self, notifications: list[Any], ledger: Ledger) -> None:
         rows = _PageRows(self.view)
@@ -90,7 +104,7 @@ class LedgerViewProjection(Projection[Any]):
             self.folder.apply(rows, event, notification.id)
             if type(event).__qualname__ == "TillSession.BatchSettled":
                 self._issue_z_report(rows, event, ledger)
-        self.view.apply_page(rows.changed, Tracking(self.application_name, notifications[-1].id))
+        self.view.apply_page(rows.changed, Tracking(self.application_name, notifications[-1].id), rows.increments())
 
     def _issue_z_report(self, rows: _PageRows, settled: Any, ledger: Ledger) -> None:
         """Record the batch's Z report, from every transaction of the batch folded so far. It is

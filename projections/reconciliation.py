@@ -62,6 +62,37 @@ def day_report(business_day: str, txns: list[Row], tills: list[Row], terminals: 
     }
 
 
+def day_report_from_totals(business_day: str, line_totals: list[Row], apart_totals: list[Row], in_doubt: list[Row],
+                           tills: list[Row], till_cash: list[Row], terminals: list[Row], *,
+                           store_id: str | None = None, generated_at: str) -> dict[str, Any]:
+    """The same X report as ``day_report``, from the running totals the ledger view keeps
+    (``projections.aggregates``): a day of a million transactions is a few hundred rows here."""
+    where = _Where(terminals)
+    lines = sorted(({**{k: t[k] for k in _LINE_TEXT}, "count": t["count"], "gross_minor": t["gross_minor"],
+                     "fee_minor": t["fee_minor"], "net_minor": t["gross_minor"] - t["fee_minor"]}
+                    for t in line_totals if t["count"]), key=lambda line: _order(
+        line["store_id"], line["merchant_no"], line["terminal_no"], line["operator_no"], line["brand"],
+        _KIND_ORDER.get(line["kind"], 9), line["kind"], line["currency"]))
+
+    def apart(outcome: str) -> list[dict[str, Any]]:
+        groups = [{k: t[k] for k in ("store_id", "merchant_no", "terminal_no", "kind", "currency", "count",
+                                     "amount_minor")} for t in apart_totals if t["outcome"] == outcome and t["count"]]
+        return sorted(groups, key=lambda g: _order(g["store_id"], g["merchant_no"], g["terminal_no"],
+                                                   _KIND_ORDER.get(g["kind"], 9), g["kind"], g["currency"]))
+
+    # The drawer sums as the rows _cash expects: one per till, currency and kind.
+    moved = [{"payment_method": "cash", "status": "completed", "till_session_id": t["till_session_id"],
+              "currency": t["currency"], "kind": kind, "amount_minor": t[f"{name}_minor"]}
+             for t in till_cash for kind, name in (("sale", "sales"), ("refund", "refunds"), ("void", "voids"))]
+    day_tills = [t for t in tills if t.get("business_day") == business_day and where.in_store(t, store_id)]
+    return {
+        "report": "X", "business_day": business_day, "store_id": store_id, "generated_at": generated_at,
+        "lines": lines, "totals": _totals(lines), "declined": apart("declined"), "reversed": apart("reversed"),
+        "in_doubt": _in_doubt([t for t in in_doubt if where.in_store(t, store_id)], where),
+        "cash": _cash(day_tills, moved, where),
+    }
+
+
 def batch_totals(batch_no: str, txns: list[Row], terminals: list[Row]) -> dict[str, Any]:
     """The Z report's figures: one terminal batch's lines and totals, declines and reversals apart,
     and anything still in doubt (``txns`` are the batch's transactions)."""

@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
+from projections.aggregates import AGGREGATE_BY_TABLE, AGGREGATES, TILL_CASH, Aggregate, as_row
 from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT, MemoryRows, Row
 
 # table -> indexed columns besides id and doc (all text except amount_minor)
@@ -28,14 +29,14 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     TILL: ("terminal_id", "store_id", "business_day"),
     TRANSACTION: ("terminal_id", "merchant_no", "terminal_no", "store_id", "business_day", "kind", "status",
                   "rrn", "auth_code", "trace_no", "last4", "amount_minor", "original_transaction_id",
-                  "till_session_id", "batch_no"),
+                  "till_session_id", "batch_no", "outcome"),
     Z_REPORT: ("terminal_id", "store_id", "business_day", "batch_no"),
 }
 _INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     TILL: (("business_day", "store_id"),),
     TRANSACTION: (("business_day", "store_id"), ("rrn",), ("auth_code",), ("terminal_no", "trace_no"),
                   ("last4", "business_day"), ("original_transaction_id",), ("till_session_id",),
-                  ("terminal_id", "batch_no")),
+                  ("terminal_id", "batch_no"), ("business_day", "outcome")),
     Z_REPORT: (("business_day", "store_id"), ("terminal_id", "batch_no")),
 }
 
@@ -51,8 +52,18 @@ def _column_values(table: str, row: Row) -> list[Any]:
     return values
 
 
-def _table_sql(prefix: str) -> list[str]:
+def _aggregate_sql(prefix: str) -> list[str]:
     statements = []
+    for aggregate in AGGREGATES:
+        keys = ", ".join(f"{k} TEXT NOT NULL" for k in aggregate.keys)
+        values = ", ".join(f"{v} BIGINT NOT NULL" for v in aggregate.values)
+        statements.append(f"CREATE TABLE IF NOT EXISTS {prefix}{aggregate.table} ({keys}, {values}, "
+                          f"PRIMARY KEY ({', '.join(aggregate.keys)}))")
+    return statements
+
+
+def _table_sql(prefix: str) -> list[str]:
+    statements = _aggregate_sql(prefix)
     for table, columns in _COLUMNS.items():
         typed = ", ".join(f"{c} {'BIGINT' if c == 'amount_minor' else 'TEXT'}" for c in columns)
         statements.append(f"CREATE TABLE IF NOT EXISTS {prefix}{table} (id TEXT PRIMARY KEY, {typed}, doc TEXT NOT NULL)")
@@ -71,6 +82,14 @@ class _LedgerViewSql:
     def _q(self, sql: str) -> str:
         return sql if self._p == "%s" else sql.replace("%s", self._p)
 
+    def _increment(self, aggregate: Aggregate) -> str:
+        columns = (*aggregate.keys, *aggregate.values)
+        # Unqualified columns in SET refer to the row already stored (PostgreSQL and SQLite alike).
+        updates = ", ".join(f"{v} = {aggregate.table}.{v} + excluded.{v}" for v in aggregate.values)
+        return self._q(f"INSERT INTO {self._prefix}{aggregate.table} AS {aggregate.table} ({', '.join(columns)}) "
+                       f"VALUES ({', '.join(['%s'] * len(columns))}) "
+                       f"ON CONFLICT ({', '.join(aggregate.keys)}) DO UPDATE SET {updates}")
+
     def _upsert(self, table: str) -> str:
         columns = ("id", *_COLUMNS[table], "doc")
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
@@ -78,18 +97,22 @@ class _LedgerViewSql:
                        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT (id) DO UPDATE SET {updates}")
 
     # ---- writes ----------------------------------------------------------------------------------
-    def apply_page(self, changed: MemoryRows, tracking: Tracking) -> None:
+    def apply_page(self, changed: MemoryRows, tracking: Tracking,
+                   increments: dict[tuple[str, tuple[str, ...]], list[int]] | None = None) -> None:
+        """The page's rows, its aggregate increments and its position: all or nothing."""
         with self.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
             for table, rows in changed.tables.items():
                 statement = self._upsert(table)
                 for row_id, row in rows.items():
                     curs.execute(statement, [row_id, *_column_values(table, row),
                                              json.dumps(row, ensure_ascii=False, sort_keys=True)])
+            for (table, key), values in sorted((increments or {}).items()):
+                curs.execute(self._increment(AGGREGATE_BY_TABLE[table]), [*key, *values])
             self._insert_tracking(curs, tracking)  # type: ignore[attr-defined]
 
     def reset(self, application_name: str) -> None:
         with self.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
-            for table in _COLUMNS:
+            for table in (*_COLUMNS, *AGGREGATE_BY_TABLE):
                 curs.execute(f"DELETE FROM {self._prefix}{table}")
             curs.execute(self._q(f"DELETE FROM {self._tracking_table()} WHERE application_name = %s"),
                          [application_name])
@@ -125,6 +148,21 @@ class _LedgerViewSql:
         where = " AND ".join(f"{column} = %s" for column in criteria)
         rows = self._select(f"SELECT doc FROM {self._prefix}{TRANSACTION} WHERE {where}", list(criteria.values()))
         return sorted(rows, key=lambda r: (r["opened_at"], r["id"]))
+
+    def aggregate_rows(self, aggregate: Aggregate, **equal: str) -> list[Row]:
+        """Aggregate rows whose key columns equal the given values (None keys read back as None)."""
+        where = " AND ".join(f"{column} = %s" for column in equal) or "1 = 1"
+        with self.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+            curs.execute(self._q(f"SELECT * FROM {self._prefix}{aggregate.table} WHERE {where}"),
+                         [value or "" for value in equal.values()])
+            return [as_row(aggregate, tuple(r[k] for k in aggregate.keys), [r[v] for v in aggregate.values])
+                    for r in curs.fetchall() if any(r[v] for v in aggregate.values)]
+
+    def till_cash(self, till_ids: Sequence[str]) -> list[Row]:
+        rows: list[Row] = []
+        for till_id in till_ids:
+            rows += self.aggregate_rows(TILL_CASH, till_session_id=till_id)
+        return rows
 
     def day(self, table: str, business_day: str, store_id: str | None = None) -> list[Row]:
         if store_id is None:

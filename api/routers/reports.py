@@ -34,7 +34,8 @@ from projections.dispute import evidence_bundle, evidence_text
 from projections.read_models import ReadModels
 from projections.receipt import COLUMNS, facts_for, receipt_document, receipt_sha256, render_text
 from projections.pdf import RECEIPT_58MM, RECEIPT_80MM, text_pdf
-from projections.reconciliation import day_report, report_csv, report_xlsx
+from projections.aggregates import DAY_APART, DAY_LINE
+from projections.reconciliation import day_report_from_totals, report_csv, report_xlsx
 from projections.settlement_file import parse_settlement_csv
 from projections.settlement_match import covered_batches, match
 from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT
@@ -117,13 +118,18 @@ async def get_day_report(request: Request, day: date = Query(..., alias="date"),
 
 
 def build_day_report(views: ReadModels, day: str, store_id: str | None, now: datetime) -> dict[str, Any]:
-    txns = {r["id"]: r for r in views.view.day(TRANSACTION, day, store_id)}
-    tills = views.view.day(TILL, day, store_id)
-    for till in tills:  # a drawer open across the cut-off counts its later cash sales too
-        txns.update((r["id"], r) for r in views.view.find_transactions(till_session_id=till["id"]))
-    terminal_ids = {r["terminal_id"] for r in txns.values()} | {r["terminal_id"] for r in tills}
-    terminals = list(views.view.rows(TERMINAL, sorted(terminal_ids)).values())
-    report = day_report(day, list(txns.values()), tills, terminals, store_id=store_id, generated_at=now.isoformat())
+    view = views.view
+    scope = {"business_day": day, **({"store_id": store_id} if store_id else {})}
+    lines = view.aggregate_rows(DAY_LINE, **scope)
+    apart = view.aggregate_rows(DAY_APART, **scope)
+    in_doubt = [r for outcome in ("pending", "unknown")
+                for r in view.find_transactions(business_day=day, outcome=outcome)]
+    tills = view.day(TILL, day, store_id)
+    till_cash = view.till_cash([t["id"] for t in tills])
+    terminal_ids = {t["terminal_id"] for t in tills} | {r["terminal_id"] for r in in_doubt}
+    terminals = list(view.rows(TERMINAL, sorted(terminal_ids)).values())
+    report = day_report_from_totals(day, lines, apart, in_doubt, tills, till_cash, terminals, store_id=store_id,
+                                    generated_at=now.isoformat())
     report["position"] = views.projection.position()
     return report
 
