@@ -79,6 +79,17 @@ def main() -> int:
         print(f"recorded {head} events ({args.sales} sales) in {time.perf_counter() - t0:.1f} s")
 
         results: dict[str, Any] = {}
+        ledger, page = services.ledger, args.page_size
+        t0, position, decoded = time.perf_counter(), 0, 0
+        while batch := ledger.recorder.select_notifications(start=position, limit=page, inclusive_of_start=False):
+            position = batch[-1].id
+        raw_rate = head / (time.perf_counter() - t0)
+        t0, position = time.perf_counter(), 0
+        while batch := ledger.recorder.select_notifications(start=position, limit=page, inclusive_of_start=False):
+            decoded += len([ledger.mapper.to_domain_event(n) for n in batch])
+            position = batch[-1].id
+        decode_rate = decoded / (time.perf_counter() - t0)
+
         services.views().projection.reset()
         t0 = time.perf_counter()
         with ProjectionRunner(application_class=Ledger, projection_class=LedgerViewProjection,
@@ -90,6 +101,8 @@ def main() -> int:
         applied = services.views().runner.rebuild()
         results["page-runner"] = (applied / (time.perf_counter() - t0), snapshot_rows(services))
 
+        print(f"\nraw notification reads, pages of {page}: {raw_rate:,.0f} events/s; "
+              f"read + decode to domain events: {decode_rate:,.0f} events/s")
         print(f"\n{'runner':<16}{'events/s':>12}  rows (terminal/till/txn)")
         for name, (rate, rows) in results.items():
             print(f"{name:<16}{rate:>12,.0f}  {rows[TERMINAL]}/{rows[TILL]}/{rows[TRANSACTION]}")

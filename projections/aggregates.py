@@ -85,10 +85,4 @@ def deltas(before: Iterable[tuple[Aggregate, Key, tuple[int, ...]]],
     return totals
 
 
-def as_row(aggregate: Aggregate, key: Key, values: Iterable[int]) -> Row:
-    row: Row = {name: (value or None) for name, value in zip(aggregate.keys, key)}
-    row.update(zip(aggregate.values, values))
-    return row
-
-
 AGGREGATE_BY_TABLE = {a.table: a for a in AGGREGATES}

@@ -68,11 +68,13 @@ def day_report_from_totals(business_day: str, line_totals: list[Row], apart_tota
     """The same X report as ``day_report``, from the running totals the ledger view keeps
     (``projections.aggregates``): a day of a million transactions is a few hundred rows here."""
     where = _Where(terminals)
-    lines = sorted(({**{k: t[k] for k in _LINE_TEXT}, "count": t["count"], "gross_minor": t["gross_minor"],
-                     "fee_minor": t["fee_minor"], "net_minor": t["gross_minor"] - t["fee_minor"]}
-                    for t in line_totals if t["count"]), key=lambda line: _order(
-        line["store_id"], line["merchant_no"], line["terminal_no"], line["operator_no"], line["brand"],
-        _KIND_ORDER.get(line["kind"], 9), line["kind"], line["currency"]))
+    lines = [t for t in line_totals if t["count"]]
+    for line in lines:  # the rows are ours to complete: no copy per line (there may be thousands)
+        del line["business_day"]
+        line["net_minor"] = line["gross_minor"] - line["fee_minor"]
+    lines.sort(key=lambda line: (  # the order of _lines, with None as ""
+        line["store_id"] or "", line["merchant_no"] or "", line["terminal_no"] or "", line["operator_no"] or "",
+        line["brand"] or "", _KIND_ORDER.get(line["kind"], 9), line["kind"] or "", line["currency"] or ""))
 
     def apart(outcome: str) -> list[dict[str, Any]]:
         groups = [{k: t[k] for k in ("store_id", "merchant_no", "terminal_no", "kind", "currency", "count",
@@ -119,9 +121,9 @@ class _Where:
         return store_id is None or self(row)["store_id"] == store_id
 
 
-def _order(*values: Any) -> tuple[tuple[int, Any], ...]:
-    """A sort key that puts None first instead of failing to compare it."""
-    return tuple((0, "") if value is None else (1, value) for value in values)
+def _order(*values: Any) -> tuple[Any, ...]:
+    """A sort key that puts None first (as "", below every real value) instead of failing to compare it."""
+    return tuple("" if value is None else value for value in values)
 
 
 def _counts(txn: Row) -> bool:
@@ -152,23 +154,17 @@ def _lines(day: list[Row], where: _Where) -> list[dict[str, Any]]:
         _KIND_ORDER.get(line["kind"], 9), line["kind"], line["currency"]))
 
 
-def _sum(lines: Iterable[dict[str, Any]]) -> dict[str, int]:
-    total = dict.fromkeys(_AMOUNTS, 0)
-    for line in lines:
-        for name in _AMOUNTS:
-            total[name] += line[name]
-    return total
-
-
 def _totals(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    currencies = sorted({line["currency"] for line in lines}, key=_order)
-    totals = []
-    for currency in currencies:
-        of_currency = [line for line in lines if line["currency"] == currency]
-        brands = sorted({line["brand"] for line in of_currency})
-        totals.append({"currency": currency, **_sum(of_currency), "brands": [
-            {"brand": brand, **_sum(line for line in of_currency if line["brand"] == brand)} for brand in brands]})
-    return totals
+    by_currency: dict[Any, dict[str, int]] = {}
+    by_brand: dict[Any, dict[str, dict[str, int]]] = {}
+    for line in lines:  # one pass: a day of many terminals has thousands of lines
+        for total in (by_currency.setdefault(line["currency"], dict.fromkeys(_AMOUNTS, 0)),
+                      by_brand.setdefault(line["currency"], {}).setdefault(line["brand"], dict.fromkeys(_AMOUNTS, 0))):
+            for name in _AMOUNTS:
+                total[name] += line[name]
+    return [{"currency": currency, **by_currency[currency],
+             "brands": [{"brand": brand, **by_brand[currency][brand]} for brand in sorted(by_brand[currency])]}
+            for currency in sorted(by_currency, key=_order)]
 
 
 def _apart(day: list[Row], outcome: str, where: _Where) -> list[dict[str, Any]]:
