@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any, Literal
 from uuid import UUID
 
@@ -32,7 +33,7 @@ from adapters.signing import ALGORITHM, public_pem
 from projections.bundle import bundle_body, canonical_bytes
 from projections.dispute import evidence_bundle, evidence_text
 from projections.read_models import ReadModels
-from projections.receipt import COLUMNS, facts_for, receipt_document, receipt_sha256, render_text
+from projections.receipt import COLUMNS, ReceiptFacts, facts_for, receipt_document, receipt_sha256, render_text
 from projections.pdf import RECEIPT_58MM, RECEIPT_80MM, text_pdf
 from projections.aggregates import DAY_APART, DAY_LINE
 from projections.reconciliation import day_report_from_totals, report_csv, report_xlsx
@@ -64,18 +65,30 @@ async def _views(request: Request, wait_for_position: int | None) -> ReadModels:
 
 
 # ---- receipts ------------------------------------------------------------------------------------
-def _receipt(services: Services, principal: Principal, transaction_id: UUID, copy: str,
-             reprint_no: int) -> dict[str, Any]:
+def _receipt_facts(services: Services, principal: Principal, transaction_id: UUID) -> ReceiptFacts:
+    """One read of the transaction's stream (its state and the receipt's time); the terminal from the
+    ledger view when it has it (a terminal registered long before), else from its own stream."""
     ledger = services.ledger
-    txn = ledger.load(transaction_id, Transaction)
+    events = list(ledger.events.get(transaction_id))
+    txn: Any = None
+    for event in events:
+        txn = event.mutate(txn)
+    if not isinstance(txn, Transaction):
+        raise NotFound(f"no Transaction with id {transaction_id}")
     if principal.role == "terminal" and principal.terminal_id != txn.txn_terminal_id:
         raise Forbidden("a terminal reads only its own receipts")
-    terminal = ledger.load(txn.txn_terminal_id, Terminal)
+    row = services.read_models.view.row(TERMINAL, str(txn.txn_terminal_id)) if services.read_models else None
+    terminal: Any = SimpleNamespace(id=UUID(row["id"]), merchant_name=row["merchant_name"],
+                                    merchant_no=row["merchant_no"], terminal_no=row["terminal_no"],
+                                    parameters=row["parameters"]) if row else ledger.load(txn.txn_terminal_id, Terminal)
     original = ledger.load(txn.original_transaction_id, Transaction) if txn.original_transaction_id else None
-    at = next((e.timestamp for e in ledger.events.get(transaction_id)
-               if type(e).__name__ in _RECEIPT_TIME_EVENTS), None)
-    document = receipt_document(facts_for(txn, terminal, original, at=at), copy, reprint_no)  # type: ignore[arg-type]
-    return document
+    at = next((e.timestamp for e in events if type(e).__name__ in _RECEIPT_TIME_EVENTS), None)
+    return facts_for(txn, terminal, original, at=at)
+
+
+def _receipt(services: Services, principal: Principal, transaction_id: UUID, copy: str,
+             reprint_no: int) -> dict[str, Any]:
+    return receipt_document(_receipt_facts(services, principal, transaction_id), copy, reprint_no)  # type: ignore[arg-type]
 
 
 @router.get("/v1/transactions/{transaction_id}/receipt", summary="One copy of a transaction's receipt (签购单)")
@@ -238,17 +251,17 @@ def build_evidence(services: Services, transaction_id: UUID, as_of_version: int 
     if row.get("original_transaction_id"):
         related_ids.insert(0, row["original_transaction_id"])
     related = list(views.view.rows(TRANSACTION, related_ids).values())
-    receipts: dict[str, Any] | None = {}
-    principal = _SystemReader()
-    for copy in ("merchant", "customer"):
-        try:
-            document = _receipt(services, principal, transaction_id, copy, 0)  # type: ignore[arg-type]
-        except OutOfSequence:
-            receipts = None  # no outcome yet: no receipt exists
-            break
-        assert receipts is not None
-        receipts[copy] = {"document": document, "receipt_sha256": receipt_sha256(document),
-                          "text": render_text(document, 32), "printed": row["prints"].get(copy, 0)}
+    receipts: dict[str, Any] | None = None
+    try:
+        facts = _receipt_facts(services, _SystemReader(), transaction_id)  # type: ignore[arg-type]
+    except OutOfSequence:
+        facts = None  # no outcome yet: no receipt exists
+    if facts is not None:
+        receipts = {}
+        for copy in ("merchant", "customer"):
+            document = receipt_document(facts, copy)  # type: ignore[arg-type]
+            receipts[copy] = {"document": document, "receipt_sha256": receipt_sha256(document),
+                              "text": render_text(document, 32), "printed": row["prints"].get(copy, 0)}
     state = None
     if as_of_version is not None:
         state = transaction_view(services.ledger.repository.get(transaction_id, version=as_of_version))
