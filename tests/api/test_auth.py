@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from adapters.settings import Settings
+from api.services import Services
 from tests.api.stored_text import stored_text
 from tests.counter import Stream, Till
 
@@ -43,16 +44,18 @@ def issue(client: TestClient, admin_token: str, role: str, terminal_id: str | No
 
 
 @pytest.fixture
-def world(client: TestClient, admin_token: str, till: Till) -> World:
+def world(client: TestClient, admin_token: str, till: Till, services: Services) -> World:
     theirs = Till(client, admin_token).register().open()
     tokens = {"admin": admin_token, "terminal": till.token, "other terminal": theirs.token,
               "accountant": issue(client, admin_token, "accountant")["token"],
               "dispute": issue(client, admin_token, "dispute")["token"]}
-    return World(client, till, theirs, till.card_sale(1_000), theirs.card_sale(2_000), tokens)
+    world = World(client, till, theirs, till.card_sale(1_000), theirs.card_sale(2_000), tokens)
+    services.views().runner.catch_up()  # the dispute endpoints read the ledger view
+    return world
 
 
 # ---- the endpoints, each with a request that would succeed for the right caller ----------------------
-Request = Callable[[World], tuple[str, str, dict[str, Any] | None]]
+Request = Callable[[World], tuple[str, str, dict[str, Any] | bytes | None]]
 
 
 def _append_body(version: int, event: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +86,15 @@ ENDPOINTS: dict[str, Request] = {
     "read transaction events": lambda w: ("GET", f"/v1/transactions/{w.my_sale.stream_id}/events", None),
     "read till session": lambda w: ("GET", f"/v1/till-sessions/{w.mine.session.stream_id}", None),
     "read till session events": lambda w: ("GET", f"/v1/till-sessions/{w.mine.session.stream_id}/events", None),
+    "read receipt": lambda w: ("GET", f"/v1/transactions/{w.my_sale.stream_id}/receipt?format=text", None),
+    "day report": lambda w: ("GET", "/v1/reports/day?date=2026-11-24&format=csv", None),
+    "list z reports": lambda w: ("GET", "/v1/reports/z?date=2026-11-24", None),
+    "import settlement": lambda w: ("POST", "/v1/settlements", _settlement_file()),
+    "settlement matches": lambda w: ("GET", f"/v1/settlements/{_imported(w)}/matches", None),
+    "search disputes": lambda w: ("GET", "/v1/disputes/search?rrn=000000000001", None),
+    "dispute evidence": lambda w: ("GET", f"/v1/disputes/{w.my_sale.stream_id}/evidence", None),
+    "evidence bundle": lambda w: ("GET", f"/v1/disputes/{w.my_sale.stream_id}/evidence?format=bundle", None),
+    "projection status": lambda w: ("GET", "/v1/projections", None),
 }
 
 ALLOWED: dict[str, set[str]] = {
@@ -98,8 +110,29 @@ ALLOWED: dict[str, set[str]] = {
     "read transaction events": {"admin", "terminal", "accountant", "dispute"},
     "read till session": {"admin", "terminal", "accountant", "dispute"},
     "read till session events": {"admin", "terminal", "accountant", "dispute"},
+    "read receipt": {"admin", "terminal", "accountant", "dispute"},
+    "day report": {"admin", "accountant"},
+    "list z reports": {"admin", "accountant"},
+    "import settlement": {"admin", "accountant"},
+    "settlement matches": {"admin", "accountant"},
+    "search disputes": {"admin", "dispute"},
+    "dispute evidence": {"admin", "dispute"},
+    "evidence bundle": {"admin", "dispute"},
+    "projection status": {"admin", "accountant", "dispute"},
 }
 ROLES = ["admin", "terminal", "other terminal", "accountant", "dispute"]
+
+
+def _settlement_file() -> bytes:
+    return (b"settlement_date,merchant_no,terminal_no,batch_no,trace_no,rrn,auth_code,masked_card,amount,fee,net,type\n"
+            b"2026-11-24,898310048990001,30000001,000001,000001,000000000001,A1,622202******1234,1.00,0,1.00,sale\n")
+
+
+def _imported(world: World) -> str:
+    response = world.client.post("/v1/settlements", content=_settlement_file(), headers={
+        **world.headers("admin"), "content-type": "text/csv"})
+    assert response.status_code in (200, 201), response.text
+    return response.json()["settlement_id"]  # type: ignore[no-any-return]
 
 
 def _session_version(world: World, till: Till) -> int:
@@ -109,6 +142,8 @@ def _session_version(world: World, till: Till) -> int:
 
 def send(world: World, endpoint: str, headers: dict[str, str]) -> Any:
     method, path, body = ENDPOINTS[endpoint](world)
+    if isinstance(body, bytes):
+        return world.client.request(method, path, content=body, headers={**headers, "content-type": "text/csv"})
     return world.client.request(method, path, json=body, headers=headers)
 
 
@@ -141,8 +176,10 @@ def test_a_caller_without_a_token_learns_nothing_about_the_body_it_sent(client: 
     assert_problem(response, 401, "not_authenticated")
 
 
-def test_the_health_check_needs_no_token(client: TestClient) -> None:
+def test_the_health_check_and_the_public_signing_key_need_no_token(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+    key = client.get("/v1/keys/signing").json()
+    assert key["algorithm"] == "Ed25519" and "PRIVATE" not in key["public_key"]
 
 
 def test_a_revoked_token_is_refused_from_then_on(client: TestClient, admin_token: str, till: Till) -> None:
