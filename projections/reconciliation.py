@@ -155,16 +155,22 @@ def _lines(day: list[Row], where: _Where) -> list[dict[str, Any]]:
 
 
 def _totals(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_currency: dict[Any, dict[str, int]] = {}
-    by_brand: dict[Any, dict[str, dict[str, int]]] = {}
-    for line in lines:  # one pass: a day of many terminals has thousands of lines
-        for total in (by_currency.setdefault(line["currency"], dict.fromkeys(_AMOUNTS, 0)),
-                      by_brand.setdefault(line["currency"], {}).setdefault(line["brand"], dict.fromkeys(_AMOUNTS, 0))):
-            for name in _AMOUNTS:
-                total[name] += line[name]
-    return [{"currency": currency, **by_currency[currency],
-             "brands": [{"brand": brand, **by_brand[currency][brand]} for brand in sorted(by_brand[currency])]}
-            for currency in sorted(by_currency, key=_order)]
+    sums: dict[tuple[Any, Any], list[int]] = {}
+    for line in lines:  # one pass over plain lists: a day of many terminals has thousands of lines
+        slot = sums.get((line["currency"], line["brand"]))
+        if slot is None:
+            slot = sums[(line["currency"], line["brand"])] = [0, 0, 0, 0]
+        slot[0] += line["count"]
+        slot[1] += line["gross_minor"]
+        slot[2] += line["fee_minor"]
+        slot[3] += line["net_minor"]
+    totals = []
+    for currency in sorted({currency for currency, _ in sums}, key=_order):
+        brands = sorted(brand for c, brand in sums if c == currency)
+        per_brand = [{"brand": brand, **dict(zip(_AMOUNTS, sums[(currency, brand)]))} for brand in brands]
+        totals.append({"currency": currency, **{name: sum(b[name] for b in per_brand) for name in _AMOUNTS},
+                       "brands": per_brand})
+    return totals
 
 
 def _apart(day: list[Row], outcome: str, where: _Where) -> list[dict[str, Any]]:

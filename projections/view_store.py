@@ -161,10 +161,10 @@ class _LedgerViewSql:
         columns = (*aggregate.keys, *aggregate.values)
         where = " AND ".join([f"{column} = %s" for column in equal]
                              + [f"NOT ({' AND '.join(f'{v} = 0' for v in aggregate.values)})"])
-        statement = self._q(f"SELECT {', '.join(columns)} FROM {self._prefix}{aggregate.table} WHERE {where}")
+        selected = ", ".join([f"NULLIF({k}, '')" for k in aggregate.keys] + list(aggregate.values))
+        statement = self._q(f"SELECT {selected} FROM {self._prefix}{aggregate.table} WHERE {where}")
         rows = self._select_tuples(statement, [value or "" for value in equal.values()])
-        keys = len(aggregate.keys)
-        return [dict(zip(columns, [*(value or None for value in row[:keys]), *row[keys:]])) for row in rows]
+        return [dict(zip(columns, row)) for row in rows]
 
     def _select_tuples(self, statement: str, params: list[Any]) -> list[Sequence[Any]]:
         with self.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
