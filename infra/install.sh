@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # pyscard compiles against libpcsclite; pcscd + vsmartcard-vpcd give the PC/SC daemon and the virtual
-# card reader the hardware tests use; gcc and the Python headers build pyscard.
-APT_PACKAGES=(libpcsclite-dev pcscd vsmartcard-vpcd gcc python3-dev python3-venv)
+# card reader the hardware tests use; gcc and the Python headers build pyscard; poppler reads back
+# the PDF exports in the tests.
+APT_PACKAGES=(libpcsclite-dev pcscd vsmartcard-vpcd gcc python3-dev python3-venv poppler-utils poppler-data)
 PYTHON=${PYTHON:-python3}
 
 missing=()
