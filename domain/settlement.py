@@ -51,7 +51,7 @@ def check_line(line: dict[str, Any], number: int) -> dict[str, Any]:
 
 
 class SettlementFile(LedgerAggregate):
-    class Imported(LedgerAggregate.Created):
+    class SettlementReported(LedgerAggregate.Created):  # the name DESIGN.md gives it
         file_sha256: str
         file_name: str
         lines: list[dict[str, Any]]
@@ -72,5 +72,5 @@ class SettlementFile(LedgerAggregate):
         if not lines or len(lines) > MAX_LINES:
             raise InvalidInput(f"a settlement file holds 1 to {MAX_LINES} lines", field="lines")
         checked = [check_line(dict(line), number) for number, line in enumerate(lines, start=1)]
-        return cls._start(cls.Imported, settlement_id_for(file_sha256), stamp, file_sha256=file_sha256,
+        return cls._start(cls.SettlementReported, settlement_id_for(file_sha256), stamp, file_sha256=file_sha256,
                           file_name=file_name[:200], lines=checked)
