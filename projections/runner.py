@@ -32,6 +32,7 @@ from domain.ledger import Ledger
 log = logging.getLogger(__name__)
 SQLITE_POLL_S = 0.05
 LOCK_RETRY_S = 1.0
+MAX_BACKOFF_S = 30.0
 
 
 class PageProjection(Protocol):
@@ -210,6 +211,7 @@ class PageRunner:
                                                               inclusive_of_start=False))
         if page:
             self.projection.process_page(page, self.ledger)
+            self.failure = None  # applied: whatever stopped an earlier attempt has passed
             position = page[-1].id
             self.watch.advance(position)
             self._publish(position)
@@ -265,13 +267,19 @@ class PageRunner:
             yield wait
 
     def start(self) -> None:
-        """Run in a background thread (embedded in ``till serve``)."""
+        """Run in a background thread (embedded in ``till serve``), through store outages: a failed
+        page is rolled back whole, so the runner backs off and takes it again from its position."""
         def target() -> None:
-            try:
-                self.run_forever()
-            except BaseException as exc:  # recorded for status; the service keeps answering appends
-                self.failure = exc
-                log.exception("projection %s stopped", self.projection.name)
+            backoff = LOCK_RETRY_S
+            while not self.stop_event.is_set():
+                try:
+                    self.run_forever()
+                    return
+                except Exception as exc:  # shown by `till project status`; appends are not affected
+                    self.failure = exc
+                    log.exception("projection %s failed; retrying in %.0f s", self.projection.name, backoff)
+                    self.stop_event.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
 
         self.thread = threading.Thread(target=target, name=f"projection-{self.projection.name}", daemon=True)
         self.thread.start()

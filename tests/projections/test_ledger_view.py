@@ -192,3 +192,32 @@ def test_settling_a_batch_issues_its_numbered_z_report_once_with_the_batch_total
         services.executor.run(Ledger.issue_z_report(Stamp(counter.terminal_id, "01", None, services.clock.now()),
                                                     counter.terminal_id, "000001", "2026-11-24", "x", {}))
     assert [r["batch_no"] for r in views.view.day(Z_REPORT, "2026-11-24")] == ["000001"]
+
+
+def test_an_embedded_runner_rides_out_a_store_failure_and_catches_up_once_it_passes(
+        services: Services, counter: CounterCommands, monkeypatch: pytest.MonkeyPatch) -> None:
+    import projections.runner as runner_module
+    from eventsourcing.persistence import OperationalError
+
+    monkeypatch.setattr(runner_module, "LOCK_RETRY_S", 0.05)
+    views = services.views()
+    view_class = type(views.view)
+    real_insert = view_class._insert_tracking
+    failures = {"left": 2}
+
+    def flaky(self: Any, curs: Any, tracking: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("the server closed the connection unexpectedly")
+        real_insert(self, curs, tracking)
+
+    monkeypatch.setattr(view_class, "_insert_tracking", flaky)
+    for command in counter.setup():
+        services.executor.run(command)
+    last = [services.executor.run(c) for c in counter.card_sale(uuid4(), 900)][-1]
+
+    views.start(embedded=True)
+
+    assert views.wait_for(last.position, timeout=10)
+    assert failures["left"] == 0 and views.runner.failure is None
+    assert views.status()[0]["lag"] == 0
