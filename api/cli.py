@@ -92,7 +92,7 @@ def _project_run(args: argparse.Namespace) -> int:
     print(f"following the ledger into {args.name} (position {runner.projection.position()}); Ctrl+C to stop",
           flush=True)
     try:
-        runner.run_forever()  # waits here while another runner holds the projection
+        runner.follow()  # waits here while another runner holds the projection; rides out outages
     except KeyboardInterrupt:
         pass
     finally:

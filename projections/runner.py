@@ -266,22 +266,23 @@ class PageRunner:
 
             yield wait
 
-    def start(self) -> None:
-        """Run in a background thread (embedded in ``till serve``), through store outages: a failed
-        page is rolled back whole, so the runner backs off and takes it again from its position."""
-        def target() -> None:
-            backoff = LOCK_RETRY_S
-            while not self.stop_event.is_set():
-                try:
-                    self.run_forever()
-                    return
-                except Exception as exc:  # shown by `till project status`; appends are not affected
-                    self.failure = exc
-                    log.exception("projection %s failed; retrying in %.0f s", self.projection.name, backoff)
-                    self.stop_event.wait(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+    def follow(self) -> None:
+        """run_forever through store outages, until stop(): a failed page is rolled back whole, so
+        the runner backs off (1 s, doubling to 30 s) and takes it again from its position."""
+        backoff = LOCK_RETRY_S
+        while not self.stop_event.is_set():
+            try:
+                self.run_forever()
+                return
+            except Exception as exc:  # shown by `till project status`; appends are not affected
+                self.failure = exc
+                log.exception("projection %s failed; retrying in %.0f s", self.projection.name, backoff)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-        self.thread = threading.Thread(target=target, name=f"projection-{self.projection.name}", daemon=True)
+    def start(self) -> None:
+        """follow() in a background thread (embedded in ``till serve``)."""
+        self.thread = threading.Thread(target=self.follow, name=f"projection-{self.projection.name}", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
