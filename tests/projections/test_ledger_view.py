@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from api.services import Services
 from domain.ledger import Ledger
@@ -16,6 +16,7 @@ from domain.errors import AlreadyExists
 from domain.stamp import Stamp
 from domain.z_report import ZReport, z_report_id_for
 from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT, Folder, MemoryRows
+import projections.runner as runner_module
 from projections.runner import PageRunner
 from tests.integration.counter_commands import CounterCommands, card_fields
 
@@ -196,9 +197,6 @@ def test_settling_a_batch_issues_its_numbered_z_report_once_with_the_batch_total
 
 def test_an_embedded_runner_rides_out_a_store_failure_and_catches_up_once_it_passes(
         services: Services, counter: CounterCommands, monkeypatch: pytest.MonkeyPatch) -> None:
-    import projections.runner as runner_module
-    from eventsourcing.persistence import OperationalError
-
     monkeypatch.setattr(runner_module, "LOCK_RETRY_S", 0.05)
     views = services.views()
     view_class = type(views.view)
