@@ -56,7 +56,8 @@ def looks_like_card_data(text: str) -> bool:
     if _TRACK.search(text):
         return True
     for match in _DIGIT_RUN.finditer(text):
-        # Try every span of whole groups, so "4111 1111 1111 1111 2" and "card 4111111111111111 x2"
+        # Try every span of whole groups, so a PAN written in groups with a stray digit after it
+        # ("dddd dddd dddd dddd d") or glued to other text ("card dddddddddddddddd x2")
         # are caught, without testing arbitrary substrings of one long number (false alarms).
         groups = re.split(r"[ -]", match.group(0))
         for start in range(len(groups)):

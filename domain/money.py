@@ -59,3 +59,11 @@ MINOR_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "IQD
 
 def minor_digits(currency: str | None) -> int:
     return MINOR_DIGITS.get(currency or "", 2)
+
+
+def decimal_text(minor: int, currency: str | None) -> str:
+    """``-12345, "CNY"`` -> ``"-123.45"``; ``500, "JPY"`` -> ``"500"`` (integer arithmetic only)."""
+    digits = minor_digits(currency)
+    whole, fraction = divmod(abs(minor), 10 ** digits)
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"

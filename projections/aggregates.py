@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-Row = dict[str, Any]
+from projections.rows import CREDIT_KINDS, Row, brand_of, counts_in_gross
+
 Key = tuple[str, ...]
 
 
@@ -35,17 +36,10 @@ DAY_APART = Aggregate("day_apart", ("business_day", "outcome", "store_id", "merc
                                     "currency"), ("count", "amount_minor"))
 TILL_CASH = Aggregate("till_cash", ("till_session_id", "currency"), ("sales_minor", "refunds_minor", "voids_minor"))
 AGGREGATES = (DAY_LINE, DAY_APART, TILL_CASH)
-CREDIT_KINDS = ("void", "refund")
 
 
 def _key(row: Row, names: Iterable[str], **override: str) -> Key:
     return tuple(str(override.get(n, row.get(n)) if override.get(n, row.get(n)) is not None else "") for n in names)
-
-
-def _brand(row: Row) -> str:
-    if row.get("payment_method") == "cash":
-        return "cash"
-    return str((row.get("card") or {}).get("brand") or "other")
 
 
 def contributions(row: Row | None) -> list[tuple[Aggregate, Key, tuple[int, ...]]]:
@@ -56,9 +50,9 @@ def contributions(row: Row | None) -> list[tuple[Aggregate, Key, tuple[int, ...]
     amount = row.get("amount_minor") or 0
     completed = row.get("status") == "completed"
     card = row.get("payment_method") == "card"
-    if completed and (not card or row.get("outcome") == "authorized"):
+    if counts_in_gross(row):
         sign = -1 if row["kind"] in CREDIT_KINDS else 1
-        found.append((DAY_LINE, _key(row, DAY_LINE.keys, brand=_brand(row)),
+        found.append((DAY_LINE, _key(row, DAY_LINE.keys, brand=brand_of(row)),
                       (1, sign * amount, sign * (row.get("fee_minor") or 0))))
     if card and row.get("outcome") in ("declined", "reversed"):
         found.append((DAY_APART, _key(row, DAY_APART.keys), (1, amount)))

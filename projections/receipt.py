@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from domain.card_data import check_masked_pan
 from domain.errors import InvalidInput, OutOfSequence
-from domain.money import minor_digits
+from domain.money import decimal_text
 from domain.terminal import Terminal
 from domain.transaction import RESOLVED, Transaction
 
@@ -156,10 +156,7 @@ def _result(txn: Transaction) -> str:
 def format_amount(minor: int, currency: str, *, credit: bool = False) -> str:
     """``12345, "CNY"`` -> ``"RMB 123.45"``; a credit (void, refund) is shown negative: ``"RMB -123.45"``."""
     value = -abs(minor) if credit else minor
-    digits = minor_digits(currency)
-    whole, fraction = divmod(abs(value), 10 ** digits)
-    number = f"{whole}.{fraction:0{digits}d}" if digits else str(whole)
-    return f"{_CURRENCY_SYMBOLS.get(currency, currency)} {'-' if value < 0 else ''}{number}"
+    return f"{_CURRENCY_SYMBOLS.get(currency, currency)} {decimal_text(value, currency)}"
 
 
 def _text(zh: str, en: str | None = None) -> dict[str, str]:

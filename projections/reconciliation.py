@@ -28,11 +28,10 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
-from domain.money import minor_digits
-from projections.rows import Row
+from domain.money import decimal_text
+from projections.rows import CREDIT_KINDS, Row, brand_of, counts_in_gross
 from projections.xlsx import workbook
 
-_CREDIT_KINDS = ("void", "refund")
 _KIND_ORDER = {"sale": 0, "void": 1, "refund": 2}
 _IN_DOUBT = ("pending", "unknown")
 _AMOUNTS = ("count", "gross_minor", "fee_minor", "net_minor")
@@ -126,24 +125,13 @@ def _order(*values: Any) -> tuple[Any, ...]:
     return tuple("" if value is None else value for value in values)
 
 
-def _counts(txn: Row) -> bool:
-    return txn.get("status") == "completed" and (
-        txn.get("payment_method") == "cash" or txn.get("outcome") == "authorized")
-
-
-def _brand(txn: Row) -> str:
-    if txn.get("payment_method") == "cash":
-        return "cash"
-    return str((txn.get("card") or {}).get("brand") or "other")
-
-
 def _lines(day: list[Row], where: _Where) -> list[dict[str, Any]]:
     lines: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for txn in filter(_counts, day):
-        line = {**where(txn), "operator_no": txn.get("operator_no"), "brand": _brand(txn), "kind": txn["kind"],
+    for txn in filter(counts_in_gross, day):
+        line = {**where(txn), "operator_no": txn.get("operator_no"), "brand": brand_of(txn), "kind": txn["kind"],
                 "currency": txn.get("currency")}
         summed = lines.setdefault(tuple(line.values()), {**line, **dict.fromkeys(_AMOUNTS, 0)})
-        sign = -1 if txn["kind"] in _CREDIT_KINDS else 1
+        sign = -1 if txn["kind"] in CREDIT_KINDS else 1
         gross, fee = sign * (txn.get("amount_minor") or 0), sign * (txn.get("fee_minor") or 0)
         summed["count"] += 1
         summed["gross_minor"] += gross
@@ -261,14 +249,6 @@ def _money_cells(row: dict[str, Any], names: tuple[str, ...]) -> list[str]:
         minor = row[name]
         cells += ["", ""] if minor is None else [str(minor), decimal_text(minor, row["currency"])]
     return cells
-
-
-def decimal_text(minor: int, currency: str | None) -> str:
-    """``-12345, "CNY"`` -> ``"-123.45"``; ``500, "JPY"`` -> ``"500"`` (integer arithmetic only)."""
-    digits = minor_digits(currency)
-    whole, fraction = divmod(abs(minor), 10 ** digits)
-    sign = "-" if minor < 0 else ""
-    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
 
 
 def _text(value: Any) -> str:

@@ -42,6 +42,22 @@ class MemoryRows:
         self.tables.setdefault(table, {})[row_id] = row
 
 
+CREDIT_KINDS = ("void", "refund")  # shown negative: they give money back
+
+
+def counts_in_gross(txn: Row) -> bool:
+    """A completed cash transaction, or a completed card transaction the host authorized."""
+    return txn.get("status") == "completed" and (
+        txn.get("payment_method") == "cash" or txn.get("outcome") == "authorized")
+
+
+def brand_of(txn: Row) -> str:
+    """The report's brand column: the card brand, "cash" for cash."""
+    if txn.get("payment_method") == "cash":
+        return "cash"
+    return str((txn.get("card") or {}).get("brand") or "other")
+
+
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat()
 
