@@ -13,10 +13,9 @@ from typing import Any
 from adapters.settings import Settings
 from domain.ledger import Ledger
 from projections.ledger_view import NAME as LEDGER_VIEW, LedgerViewProjection, LedgerViewStore, open_view
-from projections.runner import PageRunner, PositionListener, PositionWatch
+from projections.runner import PageRunner, PositionListener, PositionWatch, poll_until
 
 PROJECTIONS = (LEDGER_VIEW,)
-SQLITE_REFRESH_S = 0.05
 
 
 @dataclass
@@ -53,14 +52,7 @@ class ReadModels:
         if self.settings.uses_postgres:
             return self.watch.wait(position, timeout) or self._refresh() >= position
         # SQLite has no NOTIFY: another process may run the projection, so look at the view itself.
-        deadline = threading.Event()
-        waited = 0.0
-        while self._refresh() < position:
-            if waited >= timeout:
-                return False
-            deadline.wait(SQLITE_REFRESH_S)
-            waited += SQLITE_REFRESH_S
-        return True
+        return poll_until(lambda: self._refresh() >= position, timeout)
 
     def _refresh(self) -> int:
         self.watch.advance(self.projection.position())

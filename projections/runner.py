@@ -176,7 +176,8 @@ class FileRunnerLock:
             self.handle = None
 
 
-def _poll(done: Callable[[], bool], timeout: float) -> bool:
+def poll_until(done: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``done()`` became true within ``timeout`` (checked every SQLITE_POLL_S)."""
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() >= deadline:
@@ -301,7 +302,7 @@ class PageRunner:
             finally:
                 self.lock.release()
             return True
-        return self.watch.wait(head, 0) or _poll(lambda: self.projection.position() >= head, timeout)
+        return self.watch.wait(head, 0) or poll_until(lambda: self.projection.position() >= head, timeout)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None,
                 on_wait: Callable[[], None] | None = None) -> int:
