@@ -38,8 +38,26 @@ class Settings(BaseSettings):
     projection_page_size: int = Field(500, ge=1, le=10_000, description="Events per view transaction.")
     signing_key_file: Path | None = Field(None, description="Ed25519 key (PEM) that signs evidence bundles; "
                                           "default $TILL_DATA_DIR/signing.key, created on first start.")
+    acquirer_url: str | None = Field(
+        None, pattern=r"^(tcp://)?[A-Za-z0-9.\-]+:\d{1,5}$",
+        description="host:port of the acquirer host (ISO 8583 over TCP, e.g. `till acquirer-sim`). Set: the "
+                    "service authorizes, reverses and settles through it. Unset: terminals record outcomes "
+                    "from a standalone payment terminal themselves.")
+    acquirer_timeout_s: float = Field(30.0, gt=0, le=300, description="Wait for the host's reply before the "
+                                      "outcome is unknown and a reversal is sent.")
+    acquirer_connect_timeout_s: float = Field(3.0, gt=0, le=60)
+    reversal_scan_s: float = Field(30.0, gt=0, description="How often in-doubt transactions are looked up "
+                                   "again (after a restart, or left by another process).")
+    reversal_retry_max_s: float = Field(30.0, gt=0, description="Longest wait between two reversal attempts.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    @property
+    def acquirer_address(self) -> tuple[str, int] | None:
+        if not self.acquirer_url:
+            return None
+        host, _, port = self.acquirer_url.removeprefix("tcp://").rpartition(":")
+        return host, int(port)
 
     @property
     def signing_key_path(self) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from adapters.acquirer_client import Iso8583AcquirerHost
 from adapters.clock import SystemClock
 from adapters.gc_tuning import tune_for_server
 from adapters.group_commit import GroupCommitter, SingleSaveExecutor
@@ -19,9 +20,11 @@ from adapters.store import ledger_environment, prepare_store
 from api.auth import TokenAuthority, new_token
 from api.errors import install_error_handlers
 from api.raw_body import install_raw_body_schemas
-from api.routers import admin, health, reports, terminal
+from api.routers import acquirer, admin, health, reports, terminal
 from api.services import Executor, Services
+from projections.in_doubt import ViewInDoubtSource
 from projections.read_models import ReadModels
+from domain.authorization import Authorizer, ReversalWorker
 from domain.ledger import Ledger
 from domain.ports import Clock, PasswordHasher
 from domain.stamp import Stamp
@@ -40,10 +43,28 @@ def build_services(settings: Settings, *, clock: Clock | None = None, hasher: Pa
         executor = GroupCommitter(ledger, settings.group_commit_max_batch, settings.cache_size)
     else:
         executor = SingleSaveExecutor(ledger)
-    return Services(settings=settings, ledger=ledger, executor=executor, clock=clock or SystemClock(),
+    clock = clock or SystemClock()
+    views = ReadModels.open(settings, ledger) if read_models else None
+    return Services(settings=settings, ledger=ledger, executor=executor, clock=clock,
                     hasher=hasher or Argon2PasswordHasher(), tokens=TokenAuthority(ledger, settings.token_cache_s),
-                    read_models=ReadModels.open(settings, ledger) if read_models else None,
-                    signing_key=SigningKey.load_or_create(settings.signing_key_path) if read_models else None)
+                    read_models=views,
+                    signing_key=SigningKey.load_or_create(settings.signing_key_path) if read_models else None,
+                    authorizer=build_authorizer(settings, ledger, executor, clock, views))
+
+
+def build_authorizer(settings: Settings, ledger: Ledger, executor: Executor, clock: Clock,
+                     views: ReadModels | None) -> Authorizer | None:
+    """The acquirer host and the reversal worker, when TILL_ACQUIRER_URL is set (needs the read view,
+    which remembers in-doubt transactions across restarts)."""
+    address = settings.acquirer_address
+    if address is None or views is None:
+        return None
+    host = Iso8583AcquirerHost(*address, timeout_s=settings.acquirer_timeout_s,
+                               connect_timeout_s=settings.acquirer_connect_timeout_s)
+    reversals = ReversalWorker(executor, host, clock, ledger.load, ViewInDoubtSource(ledger, views),
+                               host_timeout_s=settings.acquirer_timeout_s, scan_interval_s=settings.reversal_scan_s,
+                               retry_max_s=settings.reversal_retry_max_s)
+    return Authorizer(executor, host, clock, ledger.load, reversals)
 
 
 def ensure_first_admin_token(services: Services) -> Path | None:
@@ -76,9 +97,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         built.executor.start()
         if built.read_models is not None:
             built.read_models.start(embedded=built.settings.embedded_projections)
+        if built.authorizer is not None:
+            built.authorizer.reversals.start()
         try:
             yield
         finally:
+            if built.authorizer is not None:
+                await built.authorizer.reversals.stop()
             built.executor.stop()
             if built.read_models is not None:
                 built.read_models.runner.stop()
@@ -91,6 +116,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_raw_body_schemas(app)
     app.include_router(health.router)
     app.include_router(terminal.router)
+    app.include_router(acquirer.router)
     app.include_router(admin.router)
     app.include_router(reports.router)
     return app

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors as e
+from domain.acquirer import AcquirerNoReply, AcquirerNotConfigured, AcquirerRefused, AcquirerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,10 @@ STATUS: dict[type[e.LedgerError], int] = {
     e.NotFound: 404,
     e.Conflict: 409,
     e.StoreUnavailable: 503,
+    AcquirerUnavailable: 503,
+    AcquirerNotConfigured: 503,
+    AcquirerNoReply: 504,
+    AcquirerRefused: 502,
 }
 
 PROBLEM = "application/problem+json"

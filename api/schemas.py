@@ -294,3 +294,41 @@ class TokenOut(BaseModel):
     role: str
     terminal_id: UUID | None
     label: str
+
+
+# ---- acquirer host --------------------------------------------------------------------------------
+class CardNumber(Strict):
+    """The card as the host needs it, for this one request: sent on, never stored or logged."""
+
+    pan: StrictStr = Field(min_length=13, max_length=19, description="Full card number (digits only).")
+    expiry: StrictStr | None = Field(None, min_length=4, max_length=4, description="YYMM; sent, never stored.")
+
+    def __repr__(self) -> str:  # pydantic's repr would show the number in any traceback or log
+        return "CardNumber(<redacted>)"
+
+    __str__ = __repr__
+
+
+class AuthorizeRequest(Envelope):
+    card: CardNumber
+
+
+class AuthorizeOut(BaseModel):
+    transaction_id: UUID
+    version: int
+    outcome: str | None
+    response_code: str | None
+    auth_code: str | None
+    rrn: str | None
+    reason: str | None
+    reversal_pending: bool
+    replayed: bool
+
+
+class SignOnRequestBody(Strict):
+    operator_no: StrictStr
+    device_time: Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_iso_text)] | None = None
+
+
+class SettleRequest(Envelope):
+    batch_no: StrictStr

@@ -8,6 +8,7 @@ from typing import Any, Protocol, TypeVar
 from adapters.settings import Settings
 from adapters.signing import SigningKey
 from api.auth import TokenAuthority
+from domain.authorization import Authorizer
 from domain.ledger import Ledger
 from domain.ports import Clock, PasswordHasher, UnitOfWork
 from projections.read_models import ReadModels
@@ -35,6 +36,7 @@ class Services:
     tokens: TokenAuthority
     read_models: ReadModels | None = None
     signing_key: SigningKey | None = None
+    authorizer: Authorizer | None = None  # set when TILL_ACQUIRER_URL names a host
 
     def views(self) -> ReadModels:
         if self.read_models is None:

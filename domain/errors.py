@@ -10,7 +10,10 @@
     │   ├── TillNotOpen, TillAlreadyOpen, TillBlocked, OperatorNotSignedIn, OperatorAlreadySignedIn
     │   ├── PaymentMethodNotAccepted, FallbackNotAllowed, CurrencyMismatch, WrongBatch, DuplicateTrace
     │   ├── VoidNotAllowed, RefundNotAllowed, RefundExceedsRemaining
-    │   └── SignatureRequired
+    │   ├── SignatureRequired
+    │   ├── SignOnRequired              no sign-on with the acquirer host today
+    │   └── AuthorizedByHost            in host mode only the service records outcomes and settlements
+    ├── CardMismatch (InvalidInput)     the card sent to authorize is not the card recorded
     ├── NotAuthenticated / Forbidden / OperatorCredentialsInvalid     (401 / 403)
     ├── NotFound                        (404)
     ├── Conflict                        (409)
@@ -157,6 +160,27 @@ class RefundExceedsRemaining(RuleViolation):
 class SignatureRequired(RuleViolation):
     code = "signature_required"
     title = "Signature or waiver required before completion"
+
+
+class SignOnRequired(RuleViolation):
+    """Card requests reach the host only after the terminal signed on (签到) this business day."""
+
+    code = "sign_on_required"
+    title = "Sign on with the acquirer host first"
+
+
+class AuthorizedByHost(RuleViolation):
+    """With an acquirer host configured, outcomes and settlements come from the host, not the terminal."""
+
+    code = "authorized_by_host"
+    title = "Recorded by the service from the host's answer"
+
+
+class CardMismatch(InvalidInput):
+    """The card number sent for authorization does not match the card recorded on the transaction."""
+
+    code = "card_mismatch"
+    title = "Card does not match the recorded card"
 
 
 class NotAuthenticated(LedgerError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import re
+from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,6 +16,7 @@ from domain.errors import (
     DuplicateTrace,
     InvalidInput,
     NotFound,
+    SignOnRequired,
     TillAlreadyOpen,
     TillBlocked,
     WrongBatch,
@@ -87,6 +89,8 @@ class Terminal(LedgerAggregate):
             terminal.batch_no = 1
             terminal.traces = {}
             terminal.blocked_by = []
+            terminal.signed_on_day = None
+            terminal.last_host_settlement = None
 
     class ParametersChanged(LedgerAggregate.Event):
         changes: dict[str, Any]
@@ -123,6 +127,33 @@ class Terminal(LedgerAggregate):
             terminal.batch_no = int(self.batch_no) + 1 if int(self.batch_no) < 999_999 else 1
             terminal.traces = {}
 
+    class SignedOn(LedgerAggregate.Event):
+        """The terminal signed on (签到) with the acquirer host for one store-local day."""
+
+        local_day: str
+        batch_no: str
+        response_code: str
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.signed_on_day = self.local_day
+            terminal.batch_no = int(self.batch_no)
+
+    class HostSettlementAnswered(LedgerAggregate.Event):
+        """The acquirer host's answer to batch settlement (结算): balanced, or not with both totals."""
+
+        batch_no: str
+        balanced: bool
+        response_code: str
+        ledger_totals: dict[str, int]
+        host_totals: dict[str, int]
+        settlement_date: str  # the host's settlement day, MMDD
+
+        def apply(self, terminal: Terminal) -> None:
+            terminal.last_host_settlement = {
+                "batch_no": self.batch_no, "balanced": self.balanced, "response_code": self.response_code,
+                "ledger_totals": dict(self.ledger_totals), "host_totals": dict(self.host_totals),
+                "settlement_date": self.settlement_date}
+
     class TransactionStarted(LedgerAggregate.Event):
         transaction_id: UUID
         kind: str
@@ -157,6 +188,8 @@ class Terminal(LedgerAggregate):
         batch_no: int
         traces: dict[str, str]  # trace number -> transaction id, in the open batch
         blocked_by: list[UUID]
+        signed_on_day: str | None  # store-local date of the last sign-on with the acquirer host
+        last_host_settlement: dict[str, Any] | None
 
     @classmethod
     def register(cls, stamp: Stamp, merchant_name: str, merchant_no: str, terminal_no: str,
@@ -233,6 +266,31 @@ class Terminal(LedgerAggregate):
             raise DuplicateTrace(f"trace number {trace_no} is already used in batch {batch_no}")
         self._record(self.TransactionStarted, stamp, transaction_id=transaction_id, kind=kind,
                      payment_method=payment_method, batch_no=batch_no, trace_no=trace_no)
+
+    def sign_on(self, stamp: Stamp, local_day: str, batch_no: str, response_code: str) -> None:
+        """Record the host's sign-on; the host may move the terminal on to a later batch."""
+        if not re.fullmatch(r"\d{6}", batch_no) or batch_no == "000000":
+            raise InvalidInput("the host answered with a malformed batch number", field="batch_no")
+        if batch_no != self.batch_label and self.traces:
+            raise WrongBatch(f"the host opened batch {batch_no}, but batch {self.batch_label} still has "
+                             "transactions; settle it first", open_batch=self.batch_label)
+        self._record(self.SignedOn, stamp, local_day=local_day, batch_no=batch_no, response_code=response_code)
+
+    def record_host_settlement(self, stamp: Stamp, batch_no: str, balanced: bool, response_code: str,
+                               ledger_totals: dict[str, int], host_totals: dict[str, int],
+                               settlement_date: str) -> None:
+        self._record(self.HostSettlementAnswered, stamp, batch_no=batch_no, balanced=balanced,
+                     response_code=response_code, ledger_totals=ledger_totals, host_totals=host_totals,
+                     settlement_date=settlement_date)
+
+    def require_signed_on(self, local_day: str) -> None:
+        if getattr(self, "signed_on_day", None) != local_day:
+            raise SignOnRequired(f"terminal {self.terminal_no} has not signed on with the acquirer host on "
+                                 f"{local_day}; sign on first (POST /v1/terminals/{{id}}/sign-on)")
+
+    def local_day(self, moment: datetime) -> str:
+        """The store-local calendar date of a moment (sign-on is per store day)."""
+        return moment.astimezone(ZoneInfo(self.parameters["timezone"])).date().isoformat()
 
     def block(self, stamp: Stamp, transaction_id: UUID) -> None:
         if transaction_id not in self.blocked_by:

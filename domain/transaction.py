@@ -188,6 +188,15 @@ class Transaction(LedgerAggregate):
             txn.outcome = "declined"
             txn.authorization.update(response_code=self.response_code, reason=self.reason)
 
+    class AuthorizationNotSent(LedgerAggregate.Event):
+        """The host could not be reached, so the request never left: nothing was charged."""
+
+        reason: str
+
+        def apply(self, txn: Transaction) -> None:
+            txn.outcome = None
+            txn.authorization = {}
+
     class OutcomeUnknown(LedgerAggregate.Event):
         reason: str
         client_fields = ("reason",)
@@ -448,6 +457,10 @@ class Transaction(LedgerAggregate):
         self._require_outcome_in(("pending", "unknown"), "record a decline")
         self._record(self.Declined, stamp, response_code=_text(response_code, "response_code", 2, r"[0-9A-Z]{2}"),
                      reason=_text(reason, "reason", 200))
+
+    def mark_not_sent(self, stamp: Stamp, reason: str) -> None:
+        self._require_outcome_in(("pending",), "record a request that was never sent")
+        self._record(self.AuthorizationNotSent, stamp, reason=_text(reason, "reason", 200))
 
     def mark_outcome_unknown(self, stamp: Stamp, reason: str) -> None:
         self._require_outcome_in(("pending",), "record an unknown outcome")

@@ -37,7 +37,7 @@ _INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     TILL: (("business_day", "store_id"),),
     TRANSACTION: (("business_day", "store_id"), ("rrn",), ("auth_code",), ("terminal_no", "trace_no"),
                   ("last4", "business_day"), ("original_transaction_id",), ("till_session_id",),
-                  ("terminal_id", "batch_no"), ("business_day", "outcome")),
+                  ("terminal_id", "batch_no"), ("business_day", "outcome"), ("outcome",)),
     Z_REPORT: (("business_day", "store_id"), ("terminal_id", "batch_no")),
 }
 

@@ -14,7 +14,7 @@ from api.raw_body import body_schema, json_response, parse_body
 from api.schemas import AppendOut, Envelope, TillAppend, TransactionAppend
 from api.services import Services
 from domain.append import AppendRequest, AppendResult
-from domain.errors import Forbidden
+from domain.errors import AuthorizedByHost, Forbidden
 from domain.ledger import Ledger
 from domain.stamp import Stamp
 from domain.till import TillSession
@@ -36,6 +36,18 @@ def _request(services: Services, principal: Principal, stream_id: UUID, body: En
     event_type = fields.pop("type")
     stamp = Stamp(principal.terminal_id, body.operator_no, body.device_time, services.clock.now())
     return AppendRequest(stream_id, body.expected_version, event_type, fields, stamp)
+
+
+# With an acquirer host configured these come from the host's answers, never from a terminal.
+HOST_RECORDED = frozenset({"AuthorizationRequested", "Authorized", "Declined", "OutcomeUnknown", "Reversed",
+                           "BatchSettled"})
+
+
+def _refuse_host_events(services: Services, event_type: str) -> None:
+    if services.authorizer is not None and event_type in HOST_RECORDED:
+        raise AuthorizedByHost(f"{event_type} is recorded by the service from the acquirer host's answer; use "
+                               "POST /v1/transactions/{id}/authorize or /v1/till-sessions/{id}/settle",
+                               event_type=event_type)
 
 
 def _answer(result: AppendResult) -> Response:
@@ -61,6 +73,7 @@ async def append_transaction_event(transaction_id: UUID, request: Request) -> Re
     body = parse_body(TransactionAppend, await request.body())
     services = _services(request)
     append = _request(services, principal, transaction_id, body, body.event)
+    _refuse_host_events(services, append.event_type)
     result = await services.executor.submit(Ledger.append_transaction_event(append))
     return _answer(result)
 
@@ -73,6 +86,7 @@ async def append_till_event(till_session_id: UUID, request: Request) -> Response
     body = parse_body(TillAppend, await request.body())
     services = _services(request)
     append = _request(services, principal, till_session_id, body, body.event)
+    _refuse_host_events(services, append.event_type)
     if append.event_type == "OperatorSignedIn":
         fields = dict(append.fields)
         password = fields.pop("password")
