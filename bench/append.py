@@ -346,7 +346,7 @@ def provision_terminals(base_url: str, admin_token: str, count: int) -> list[dic
                 ),
                 (201,),
             )
-            terminals.append({"token": token, "till_session_id": till_session_id})
+            terminals.append({"token": token, "till_session_id": till_session_id, "terminal_id": terminal_id})
     return terminals
 
 

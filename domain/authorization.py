@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -69,12 +70,13 @@ class AuthorizationOutcome:
     rrn: str | None
     reason: str | None
     replayed: bool
+    host_ms: float | None = None  # how long the host exchange took (the rest is the service's own time)
 
     @classmethod
-    def of(cls, txn: Transaction, replayed: bool) -> AuthorizationOutcome:
+    def of(cls, txn: Transaction, replayed: bool, host_ms: float | None = None) -> AuthorizationOutcome:
         auth = txn.authorization
         return cls(txn.id, txn.version, txn.outcome, auth.get("response_code"), auth.get("auth_code"),
-                   auth.get("rrn"), auth.get("reason"), replayed)
+                   auth.get("rrn"), auth.get("reason"), replayed, host_ms)
 
 
 def _valid_approval(reply: HostReply) -> bool:
@@ -119,8 +121,12 @@ class Authorizer:
             raise Forbidden("only a terminal asks for an authorization")
         self.reversals.awaiting.add(transaction_id)
         try:
+            sent = time.perf_counter()
             try:
-                reply = await self.host.authorize(plan.request)
+                try:
+                    reply = await self.host.authorize(plan.request)
+                finally:
+                    host_ms = (time.perf_counter() - sent) * 1000
                 if reply.approved and not _valid_approval(reply):
                     raise AcquirerNoReply("the host's approval had no valid auth code or RRN")
             except AcquirerUnavailable as exc:
@@ -130,20 +136,28 @@ class Authorizer:
                                           "host is back, or take another payment", **exc.extra) from exc
             except AcquirerNoReply as exc:
                 await self._record_unknown(transaction_id, terminal_id, stamp.operator_no, exc.detail)
-                return await self._current(transaction_id, replayed=False)
-            await self._record_or_reverse(transaction_id, terminal_id, stamp.operator_no, reply)
+                return await self._current(transaction_id, replayed=False, host_ms=host_ms)
+            recorded = await self._record_reply(transaction_id, terminal_id, stamp.operator_no, reply, host_ms)
         finally:
             self.reversals.awaiting.discard(transaction_id)
-        return await self._current(transaction_id, replayed=False)
+        return recorded or await self._current(transaction_id, replayed=False, host_ms=host_ms)
 
-    async def _record_or_reverse(self, transaction_id: UUID, terminal_id: UUID, operator_no: str | None,
-                                 reply: HostReply) -> None:
+    async def _record_reply(self, transaction_id: UUID, terminal_id: UUID, operator_no: str | None,
+                            reply: HostReply, host_ms: float) -> AuthorizationOutcome | None:
+        """Record the answer and read the outcome off the aggregate in the same command (no reload:
+        this is on the latency path of every card payment)."""
+        record = hc.record_reply(transaction_id, self._service_stamp(terminal_id, operator_no), reply)
+
+        def command(uow: Any) -> AuthorizationOutcome:
+            record(uow)
+            return AuthorizationOutcome.of(uow.get(transaction_id, Transaction), False, host_ms)
+
         try:
-            await self.executor.submit(hc.record_reply(transaction_id, self._service_stamp(terminal_id, operator_no),
-                                                       reply))
+            return await self.executor.submit(command)  # type: ignore[no-any-return]
         except OutOfSequence:
             # Another process marked it unknown meanwhile: its reversal cancels this approval too.
             log.warning("host reply for %s arrived after the outcome was settled otherwise", transaction_id)
+            return None
 
     async def _record_unknown(self, transaction_id: UUID, terminal_id: UUID, operator_no: str | None,
                               reason: str) -> None:
@@ -155,9 +169,10 @@ class Authorizer:
         finally:  # even if the store failed here: the worker finds the request pending and resolves it
             self.reversals.schedule(transaction_id)
 
-    async def _current(self, transaction_id: UUID, replayed: bool) -> AuthorizationOutcome:
+    async def _current(self, transaction_id: UUID, replayed: bool,
+                       host_ms: float | None = None) -> AuthorizationOutcome:
         txn = await asyncio.to_thread(self.load, transaction_id, Transaction)
-        return AuthorizationOutcome.of(txn, replayed)
+        return AuthorizationOutcome.of(txn, replayed, host_ms)
 
     async def settle(self, till_session_id: UUID, expected_version: int, stamp: Stamp,
                      batch_no: str) -> tuple[AppendResult, hc.SettlementPlan]:
@@ -189,8 +204,7 @@ class ReversalWorker:
 
     def __init__(self, executor: Executor, host: AcquirerHost, clock: Clock, load: Load, source: InDoubtSource,
                  *, host_timeout_s: float, scan_interval_s: float = 30.0, grace_s: float = 5.0,
-                 retry_min_s: float = 0.5, retry_max_s: float = 30.0,
-                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+                 retry_min_s: float = 0.5, retry_max_s: float = 30.0) -> None:
         self.executor, self.host, self.clock, self.load, self.source = executor, host, clock, load, source
         self.host_timeout_s, self.scan_interval_s, self.grace_s = host_timeout_s, scan_interval_s, grace_s
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s

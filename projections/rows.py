@@ -248,6 +248,9 @@ class Folder:
         self._set(rows, e, position, outcome="declined", response_code=e.response_code, decline_reason=e.reason,
                   ended_at=iso(e.timestamp))
 
+    def _transaction_AuthorizationNotSent(self, rows: RowSet, e: Any, position: int) -> None:
+        self._set(rows, e, position, outcome=None, stan=None)  # never left: nothing in doubt
+
     def _transaction_OutcomeUnknown(self, rows: RowSet, e: Any, position: int) -> None:
         self._set(rows, e, position, outcome="unknown")
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from starlette.testclient import TestClient
@@ -27,6 +28,7 @@ from api.services import Services
 from domain import host_commands
 from domain.acquirer import CardData, FinancialRequest, TerminalRef
 from domain.stamp import Stamp
+from projections.in_doubt import ViewInDoubtSource
 from tests.api.stored_text import stored_text
 from tests.conftest import fast_hasher
 from tests.counter import SHANGHAI, Stream
@@ -215,6 +217,7 @@ def test_a_host_that_is_down_gets_a_clear_error_and_nothing_is_charged(
             assert till.state(txn)["outcome"] is None
             assert event_types(till, txn)[-2:] == ["AuthorizationRequested", "AuthorizationNotSent"]
             assert list(sim.journal.entries()) == []  # nothing reached the host
+            assert asyncio.run(ViewInDoubtSource(down.ledger, down.views()).in_doubt()) == []  # nothing in doubt
 
             with SimulatorThread(sim, port=port):  # the host is back: the same transaction goes through
                 txn.version = till.state(txn)["version"]
@@ -258,7 +261,6 @@ def test_a_request_left_pending_by_a_stopped_service_is_resolved_by_reversal(
         till.sign_on()
         txn = till.ready(7_700, test_pan(11))
         # The service recorded the request and stopped before it could send it or hear back.
-        from uuid import UUID
         stamp = Stamp(UUID(till.terminal_id), "01", None, offset_clock.now())
         first.executor.run(host_commands.begin_authorization(UUID(txn.stream_id), txn.version, stamp,
                                                              CardData(test_pan(11))))
