@@ -241,7 +241,7 @@ def finish_settlement(till_session_id: UUID, expected_version: int, stamp: Stamp
         request = AppendRequest(till_session_id, expected_version, "BatchSettled", {"batch_no": batch_no}, stamp)
         if plan is None or reply is None:
             return _till_append(uow, request)
-        terminal = uow.get(plan.terminal.id, Terminal)
+        terminal = uow.get(plan.terminal.id, Terminal, max_age=0.0)  # catch up: compare with the store
         if terminal.version != plan.terminal.version:
             raise Conflict("the batch changed while it was being settled; settle again")
         result = _till_append(uow, request)
