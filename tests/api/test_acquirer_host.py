@@ -281,7 +281,8 @@ def test_a_request_left_pending_by_a_stopped_service_is_resolved_by_reversal(
 
 # ---- void, refund, settlement ---------------------------------------------------------------------------
 def test_void_refund_and_settlement_go_to_the_host_and_its_file_imports_cleanly(
-        till: HostTill, simulator: Any, client: TestClient, admin_token: str, tmp_path: Path) -> None:
+        till: HostTill, simulator: Any, client: TestClient, admin_token: str, tmp_path: Path,
+        services: Services) -> None:
     pan = test_pan(12)
     sale, _ = till.sale_through_host(10_000, pan)
     voided_sale, _ = till.sale_through_host(2_000, pan)
@@ -312,7 +313,11 @@ def test_void_refund_and_settlement_go_to_the_host_and_its_file_imports_cleanly(
     imported = client.post("/v1/settlements", content=files[-1].read_bytes(),
                            headers={**accountant, "Content-Type": "text/csv"})
     assert imported.status_code == 201, imported.text
-    summary = imported.json()
+    head = services.ledger.recorder.max_notification_id()  # match once the view has every transaction
+    matches = client.get(f"/v1/settlements/{imported.json()['settlement_id']}/matches",
+                         params={"wait_for_position": head}, headers=accountant)
+    assert matches.status_code == 200, matches.text
+    summary = matches.json()
     assert summary["balanced"] is True, summary
     assert summary["summary"]["matched"] == 2 and summary["summary"]["file_only"] == 0
 
