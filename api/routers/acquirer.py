@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,7 @@ from starlette.responses import Response
 
 from api.auth import authenticate
 from api.raw_body import body_schema, json_response, parse_body
-from api.schemas import AuthorizeOut, AuthorizeRequest, SettleRequest, SignOnRequestBody
+from api.schemas import AuthorizeOut, AuthorizeRequest, Envelope, SettleRequest, SignOnRequestBody
 from api.services import Services
 from domain.acquirer import AcquirerNotConfigured, CardData
 from domain.authorization import Authorizer
@@ -21,6 +22,7 @@ from domain.till import TillSession
 
 router = APIRouter(tags=["acquirer host"])
 TERMINAL = ("terminal",)
+E = TypeVar("E", bound=Envelope)
 
 
 def _authorizer(request: Request) -> tuple[Services, Authorizer]:
@@ -29,6 +31,15 @@ def _authorizer(request: Request) -> tuple[Services, Authorizer]:
         raise AcquirerNotConfigured("this service has no acquirer host (TILL_ACQUIRER_URL is not set); "
                                     "record the outcome from your payment terminal as an event instead")
     return services, services.authorizer
+
+
+async def _enveloped(request: Request, model: type[E]) -> tuple[Services, Authorizer, E, Stamp]:
+    """A terminal's stream request: its principal, body and the stamp the recorded events carry."""
+    principal = await authenticate(request, TERMINAL)
+    body = parse_body(model, await request.body())
+    services, authorizer = _authorizer(request)
+    return services, authorizer, body, Stamp(principal.terminal_id, body.operator_no, body.device_time,
+                                             services.clock.now())
 
 
 @router.post("/v1/terminals/{terminal_id}/sign-on", openapi_extra=body_schema(SignOnRequestBody),
@@ -59,10 +70,7 @@ async def sign_on(terminal_id: UUID, request: Request) -> Response:
                  "or charged; ask again or take another payment. A retry with the same expected_version "
                  "answers the recorded outcome without sending again."))
 async def authorize(transaction_id: UUID, request: Request) -> Response:
-    principal = await authenticate(request, TERMINAL)
-    body = parse_body(AuthorizeRequest, await request.body())
-    services, authorizer = _authorizer(request)
-    stamp = Stamp(principal.terminal_id, body.operator_no, body.device_time, services.clock.now())
+    services, authorizer, body, stamp = await _enveloped(request, AuthorizeRequest)
     outcome = await authorizer.authorize(transaction_id, body.expected_version, stamp,
                                          CardData(body.card.pan, body.card.expiry))
     response = json_response({
@@ -83,10 +91,7 @@ async def authorize(transaction_id: UUID, request: Request) -> Response:
                  "(balanced, or not with both totals), and opens the next batch. Refused while a transaction "
                  "is pending or in doubt (till_blocked)."))
 async def settle(till_session_id: UUID, request: Request) -> Response:
-    principal = await authenticate(request, TERMINAL)
-    body = parse_body(SettleRequest, await request.body())
-    services, authorizer = _authorizer(request)
-    stamp = Stamp(principal.terminal_id, body.operator_no, body.device_time, services.clock.now())
+    services, authorizer, body, stamp = await _enveloped(request, SettleRequest)
     result, _ = await authorizer.settle(till_session_id, body.expected_version, stamp, body.batch_no)
     terminal = await run_in_threadpool(_terminal_of, services, till_session_id)
     answer = getattr(terminal, "last_host_settlement", None)
