@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from domain.errors import Forbidden, OutOfSequence
 from domain.ports import Clock
 from domain.stamp import Stamp
 from domain.terminal import Terminal
-from domain.transaction import Transaction
+from domain.transaction import AUTH_CODE, RESPONSE_CODE, RRN, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,12 @@ class AuthorizationOutcome:
                    auth.get("rrn"), auth.get("reason"), replayed, host_ms)
 
 
-def _valid_approval(reply: HostReply) -> bool:
-    """An approval without a well-formed auth code and RRN cannot be recorded or printed: treat it
-    as no reply (unknown, then reversed) rather than leave the outcome pending."""
-    return (len(reply.auth_code) == 6 and reply.auth_code.replace(" ", "0").isalnum()
-            and len(reply.rrn) == 12 and reply.rrn.isalnum())
+def _recordable(reply: HostReply) -> bool:
+    """A reply the Transaction would refuse to record (malformed response code, or an approval without
+    a well-formed auth code and RRN) is treated as no reply (unknown, then reversed), not left pending."""
+    if not re.fullmatch(RESPONSE_CODE, reply.response_code):
+        return False
+    return not reply.approved or bool(re.fullmatch(AUTH_CODE, reply.auth_code) and re.fullmatch(RRN, reply.rrn))
 
 
 class Authorizer:
@@ -102,7 +104,7 @@ class Authorizer:
         terminal: Terminal = await asyncio.to_thread(self.load, terminal_id, Terminal)
         now = self.clock.now()
         reply = await self.host.sign_on(SignOnRequest(hc.terminal_ref(terminal), terminal.batch_label, operator_no,
-                                                      hc.local_time(now, terminal)))
+                                                      terminal.local_time(now)))
         if reply.response_code != "00":
             raise AcquirerRefused(f"the host refused the sign-on (response code {reply.response_code})",
                                   response_code=reply.response_code)
@@ -127,8 +129,9 @@ class Authorizer:
                     reply = await self.host.authorize(plan.request)
                 finally:
                     host_ms = (time.perf_counter() - sent) * 1000
-                if reply.approved and not _valid_approval(reply):
-                    raise AcquirerNoReply("the host's approval had no valid auth code or RRN")
+                if not _recordable(reply):
+                    raise AcquirerNoReply("the host's reply had no valid response code, or an approval no valid "
+                                          "auth code or RRN")
             except AcquirerUnavailable as exc:
                 await self.executor.submit(hc.record_not_sent(
                     transaction_id, self._service_stamp(terminal_id, stamp.operator_no), exc.detail))
@@ -185,7 +188,7 @@ class Authorizer:
         terminal = plan.terminal
         reply = await self.host.settle(SettlementRequest(
             hc.terminal_ref(terminal), batch_no, terminal.parameters["currency"], plan.totals,
-            stamp.operator_no or "00", hc.local_time(stamp.server_time, terminal)))
+            stamp.operator_no or "00", terminal.local_time(stamp.server_time)))
         if reply.response_code != "00":
             raise AcquirerRefused(f"the host refused the settlement (response code {reply.response_code}); "
                                   "the batch stays open", response_code=reply.response_code)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from domain.acquirer import (
     REVERSAL_TIMEOUT,
@@ -57,10 +56,6 @@ def _record(uow: UnitOfWork, transaction_id: UUID, stamp: Stamp, event_type: str
     """Append a service-recorded event at the stream's current version (through the same rules)."""
     txn = uow.get(transaction_id, Transaction)
     return _txn_append(uow, AppendRequest(transaction_id, txn.version, event_type, fields, stamp))
-
-
-def local_time(moment: datetime, terminal: Terminal) -> datetime:
-    return moment.astimezone(ZoneInfo(terminal.parameters["timezone"]))
 
 
 def terminal_ref(terminal: Terminal) -> TerminalRef:
@@ -126,13 +121,13 @@ def financial_request(uow: UnitOfWork, txn: Transaction, terminal: Terminal, car
         auth = sale.authorization
         original = OriginalRef(rrn=auth.get("rrn", ""), auth_code=auth.get("auth_code", ""),
                                batch_no=sale.batch_no, stan=sale.trace_no,
-                               date_mmdd=local_time(sale.created_on, terminal).strftime("%m%d"))
+                               date_mmdd=terminal.local_time(sale.created_on).strftime("%m%d"))
     chip = {tag: recorded[name] for tag, name in CHIP_TAGS if recorded.get(name)}
     return FinancialRequest(kind=txn.kind, terminal=terminal_ref(terminal), batch_no=txn.batch_no,
                             stan=txn.trace_no, amount_minor=txn.amount_minor or 0, currency=txn.limits["currency"],
                             card=card, entry_mode=recorded.get("entry_mode", "chip"),
                             chip_data=chip if recorded.get("entry_mode") in ("chip", "contactless") else {},
-                            local_time=local_time(now, terminal), original=original)
+                            local_time=terminal.local_time(now), original=original)
 
 
 def record_reply(transaction_id: UUID, stamp: Stamp, reply: HostReply) -> Command:
@@ -175,7 +170,7 @@ def record_reversal(transaction_id: UUID, stamp: Stamp, response_code: str) -> C
 def reversal_request(txn: Transaction, terminal: Terminal, now: datetime) -> ReversalRequest:
     return ReversalRequest(kind=txn.kind, terminal=terminal_ref(terminal), batch_no=txn.batch_no,
                            stan=txn.trace_no, amount_minor=txn.amount_minor or 0, currency=txn.limits["currency"],
-                           reason_code=REVERSAL_TIMEOUT, local_time=local_time(now, terminal))
+                           reason_code=REVERSAL_TIMEOUT, local_time=terminal.local_time(now))
 
 
 def record_sign_on(terminal_id: UUID, stamp: Stamp, batch_no: str, response_code: str) -> Command:

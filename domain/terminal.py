@@ -288,9 +288,13 @@ class Terminal(LedgerAggregate):
             raise SignOnRequired(f"terminal {self.terminal_no} has not signed on with the acquirer host on "
                                  f"{local_day}; sign on first (POST /v1/terminals/{{id}}/sign-on)")
 
+    def local_time(self, moment: datetime) -> datetime:
+        """A moment on the store's clock (what the host is told, and what a store day means)."""
+        return moment.astimezone(ZoneInfo(self.parameters["timezone"]))
+
     def local_day(self, moment: datetime) -> str:
         """The store-local calendar date of a moment (sign-on is per store day)."""
-        return moment.astimezone(ZoneInfo(self.parameters["timezone"])).date().isoformat()
+        return self.local_time(moment).date().isoformat()
 
     def block(self, stamp: Stamp, transaction_id: UUID) -> None:
         if transaction_id not in self.blocked_by:

@@ -37,6 +37,10 @@ ENTRY_MODES = ("chip", "contactless", "swipe", "fallback_swipe")
 COPIES = ("merchant", "customer")
 CHIP_FAILURES_BEFORE_FALLBACK = 3
 RESOLVED = ("authorized", "declined", "reversed")
+# What an approval must carry to be recorded (and printed): checked here and before recording a host's reply.
+AUTH_CODE = r"[0-9A-Z ]{6}"
+RRN = r"[0-9A-Z]{12}"
+RESPONSE_CODE = r"[0-9A-Z]{2}"
 
 
 def _text(value: Any, field: str, max_len: int = 64, pattern: str | None = None) -> str:
@@ -449,13 +453,13 @@ class Transaction(LedgerAggregate):
 
     def authorize(self, stamp: Stamp, auth_code: str, rrn: str, response_code: str) -> None:
         self._require_outcome_in(("pending", "unknown"), "record an approval")
-        self._record(self.Authorized, stamp, auth_code=_text(auth_code, "auth_code", 6, r"[0-9A-Z ]{6}"),
-                     rrn=_text(rrn, "rrn", 12, r"[0-9A-Z]{12}"),
-                     response_code=_text(response_code, "response_code", 2, r"[0-9A-Z]{2}"))
+        self._record(self.Authorized, stamp, auth_code=_text(auth_code, "auth_code", 6, AUTH_CODE),
+                     rrn=_text(rrn, "rrn", 12, RRN),
+                     response_code=_text(response_code, "response_code", 2, RESPONSE_CODE))
 
     def decline(self, stamp: Stamp, response_code: str, reason: str) -> None:
         self._require_outcome_in(("pending", "unknown"), "record a decline")
-        self._record(self.Declined, stamp, response_code=_text(response_code, "response_code", 2, r"[0-9A-Z]{2}"),
+        self._record(self.Declined, stamp, response_code=_text(response_code, "response_code", 2, RESPONSE_CODE),
                      reason=_text(reason, "reason", 200))
 
     def mark_not_sent(self, stamp: Stamp, reason: str) -> None:
@@ -470,7 +474,7 @@ class Transaction(LedgerAggregate):
         self._require_outcome_in(("unknown", "authorized"), "record a reversal")
         self._require_open()
         self._record(self.Reversed, stamp, reason_code=_text(reason_code, "reason_code", 4, r"\d{4}"),
-                     response_code=_text(response_code, "response_code", 2, r"[0-9A-Z]{2}"))
+                     response_code=_text(response_code, "response_code", 2, RESPONSE_CODE))
 
     def capture_signature(self, stamp: Stamp, image_sha256: str, image_ref: str) -> None:
         self._require_signature_stage()
