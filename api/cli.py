@@ -30,6 +30,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from api.app import build_services, ensure_first_admin_token
 
+    simulator = None
+    if args.acquirer_sim:
+        simulator = _embedded_acquirer(Settings().data_dir)
     settings = Settings()
     # Create tables once here: several workers racing to create them fail on PostgreSQL.
     services = build_services(settings, create_tables=True)  # the views' tables too
@@ -42,10 +45,44 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"Events are stored in {store}.")
     if token_file is not None:
         print(f"The first admin token is in {token_file.resolve()} (keep it secret).")
+    if simulator is not None:
+        print(f"Card payments go to the built-in acquirer simulator at {settings.acquirer_url} "
+              f"(journal and settlement files in {(settings.data_dir / 'acquirer-sim').resolve()}).")
     print("Press Ctrl+C to stop.", flush=True)
-    uvicorn.run("api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=args.access_log)
+    try:
+        uvicorn.run("api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=args.access_log)
+    finally:
+        if simulator is not None:
+            simulator.__exit__(None, None, None)
     return 0
+
+
+def _embedded_acquirer(data_dir: Path) -> Any:
+    """Start the acquirer simulator in this process and point the service (and its workers) at it."""
+    from adapters.acquirer_simulator import AcquirerSimulator, SimulatorThread
+
+    folder = data_dir / "acquirer-sim"
+    folder.mkdir(parents=True, exist_ok=True)
+    thread = SimulatorThread(AcquirerSimulator(folder / "journal.sqlite3", settlement_dir=folder))
+    port = thread.__enter__()
+    os.environ["TILL_ACQUIRER_URL"] = f"127.0.0.1:{port}"  # read by Settings() here and in every worker
+    return thread
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from terminal_agent.simulate import simulate
+
+    token = args.admin_token or os.environ.get("TILL_ADMIN_TOKEN")
+    if not token:
+        token_file = args.admin_token_file or Settings().data_dir / "admin.token"
+        try:
+            token = token_file.read_text().strip()
+        except OSError:
+            print(f"till simulate: no admin token: pass --admin-token, set TILL_ADMIN_TOKEN, or start "
+                  f"`till serve` once so that it writes {token_file}", file=sys.stderr)
+            return 2
+    return simulate(args.service_url, token, args.terminals, args.sales, args.seed, args.work_dir)
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -293,7 +330,29 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--acquirer-sim", action="store_true", help="authorize cards through a built-in "
+                       "acquirer simulator (a demo without a bank; see `till acquirer-sim --help`)")
     serve.set_defaults(run=_serve)
+
+    sim = commands.add_parser("simulate", help="run whole days at N counters on virtual hardware against a "
+                              "running service, then print the day's reconciliation", description=(
+                                  "Each terminal is registered afresh and gets a terminal agent with a virtual "
+                                  "chip reader, contactless pad and TCP receipt printer. Scripted customers pay by "
+                                  "chip and PIN, tap, signature card or cash; each till counts its cash, settles "
+                                  "(Z report) and closes. Then the day report is read from the service and "
+                                  "compared with what was sold; the exit status is 0 when they match. The service "
+                                  "needs an acquirer host: start it with `till serve --acquirer-sim`."))
+    sim.add_argument("--service-url", default="http://127.0.0.1:8000", help="the running service (default %(default)s)")
+    sim.add_argument("--terminals", type=int, default=2, help="counters (default %(default)s)")
+    sim.add_argument("--sales", type=int, default=20, help="customers per counter (default %(default)s)")
+    sim.add_argument("--seed", type=int, default=1, help="repeat a run with the same seed (default %(default)s)")
+    sim.add_argument("--admin-token", default=None, help="an admin token (default: TILL_ADMIN_TOKEN, "
+                     "else the file below)")
+    sim.add_argument("--admin-token-file", type=Path, default=None,
+                     help="file with an admin token (default $TILL_DATA_DIR/admin.token, written by till serve)")
+    sim.add_argument("--work-dir", type=Path, default=None, help="where the agents' journals go (default: a "
+                     "new temporary directory)")
+    sim.set_defaults(run=_simulate)
 
     token = commands.add_parser("token", help="create or revoke API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")

@@ -46,6 +46,7 @@ TIMEOUT_S = 5.0
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 receipt_readers = require("terminal", "accountant", "dispute", "admin")
 accountants = require("accountant", "admin")
+z_readers = require("terminal", "accountant", "admin")
 dispute_handlers = require("dispute", "admin")
 # The event whose server time a receipt shows: the host's answer for a card, the cash for cash.
 _RECEIPT_TIME_EVENTS = ("Authorized", "Declined", "Reversed", "CashTendered", "TransactionCompleted")
@@ -159,9 +160,11 @@ async def list_z_reports(request: Request, day: date = Query(..., alias="date"),
 
 @router.get("/v1/reports/z/{z_report_id}", summary="One Z report as recorded at settlement (immutable, chain checked)")
 async def get_z_report(z_report_id: UUID, request: Request,
-                       principal: Principal = Depends(accountants)) -> Response:
+                       principal: Principal = Depends(z_readers)) -> Response:
     records, check = await run_in_threadpool(_services(request).ledger.history, z_report_id, ZReport)
     issued = records[0]
+    if principal.role == "terminal" and str(principal.terminal_id) != str(issued["z_terminal_id"]):
+        raise Forbidden("a terminal reads only its own Z reports")  # the agent prints them at settlement
     return json_response({"z_report_id": str(z_report_id), "z_number": issued["z_number"],
                           "terminal_id": issued["z_terminal_id"], "batch_no": issued["batch_no"],
                           "business_day": issued["business_day"], "settled_at": issued["settled_at"],

@@ -143,7 +143,7 @@ def test_a_dispute_search_needs_a_usable_key(till: Till, staff: dict[str, dict[s
     assert response.status_code == 422 and response.json()["code"] == "invalid_input"
 
 
-def test_the_accountant_lists_the_days_z_reports_and_reads_one_as_recorded_at_settlement(
+def test_the_accountant_lists_the_days_z_reports_and_reads_one_as_recorded_at_settlement_and_a_terminal_its_own(
         till: Till, services: Services, staff: dict[str, dict[str, str]]) -> None:
     till.card_sale(6_600, brand="unionpay")
     till.settle()
@@ -158,7 +158,9 @@ def test_the_accountant_lists_the_days_z_reports_and_reads_one_as_recorded_at_se
     body = one.json()
     assert body["chain_valid"] is True and body["report"]["report"] == "Z"
     assert body["report"]["totals"][0]["gross_minor"] == 6_600
-    assert till.client.get(f"/v1/reports/z/{summary['id']}", headers=till.headers).status_code == 403
+    assert till.client.get(f"/v1/reports/z/{summary['id']}", headers=till.headers).json() == body
+    other = Till(till.client, till.admin_token).register()
+    assert till.client.get(f"/v1/reports/z/{summary['id']}", headers=other.headers).status_code == 403
 
 
 def test_the_accountant_imports_a_settlement_file_once_and_sees_it_matched_against_the_ledger(
