@@ -84,6 +84,7 @@ class VpcdCardLink:
         _wait_for_gap(self.host, self.port)
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self._connect_timeout_s)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             raise CardReaderUnavailable(
                 f"no vpcd reader listens on {self.host}:{self.port} (is pcscd with vsmartcard-vpcd running?)"
@@ -151,6 +152,10 @@ class VpcdCardLink:
             if stop.is_set():
                 return None
             try:
+                # vpcd writes a message's length and its body in two sends; its Nagle waits for our ACK
+                # of the first, which Linux delays by ~40 ms unless asked (QUICKACK resets after use).
+                if hasattr(socket, "TCP_QUICKACK"):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 chunk = sock.recv(n - len(buf))
             except TimeoutError:
                 continue

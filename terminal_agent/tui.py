@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
-from domain.money import decimal_text, minor_digits
+from domain.money import minor_digits
 from terminal_agent.bootstrap import Agent
 from terminal_agent.counter import State
 from terminal_agent.messages import say
@@ -114,10 +114,13 @@ def parse_amount(text: str, currency: str) -> int | None:
 def _no_echo(stream: TextIO) -> Iterator[None]:
     try:
         import termios
-
+    except ImportError:  # not a POSIX terminal
+        yield
+        return
+    try:
         fd = stream.fileno()
         old = termios.tcgetattr(fd)
-    except (ImportError, OSError, ValueError, AttributeError):  # not a terminal (a pipe, a test): nothing to hide
+    except (termios.error, OSError, ValueError, AttributeError):  # a pipe, a test: nothing to hide
         yield
         return
     new = list(old)
@@ -214,6 +217,3 @@ def _pick_original(agent: Agent, cashier: ConsoleCashier, *, void: bool) -> dict
         return None
     return sale
 
-
-def money_text(minor: int, currency: str) -> str:
-    return f"{currency} {decimal_text(minor, currency)}"
