@@ -30,6 +30,7 @@ from terminal_agent.service_client import ServiceRefused, ServiceUnreachable
 
 CHIP_FAILURES_BEFORE_FALLBACK = 3
 TSI = "6800"  # cardholder verification and terminal risk management performed
+DECLINED_OFFLINE = "declined_offline"  # the first GENERATE AC answered an AAC
 
 
 @dataclass
@@ -98,6 +99,9 @@ class CardSale:
         card, cvm, detected = read
         if cvm is None:
             return self._cancel(txn, "cardholder verification did not succeed")
+        if cvm == DECLINED_OFFLINE:
+            c.cashier.show("declined", response_code="Z1", reason="the card declined offline")
+            return self._cancel(txn, "the card declined offline (AAC)")
         return self._authorize(txn, card, amount, cvm, detected)
 
     def _amount(self, txn: StreamRef, kind: str, original: dict[str, Any] | None) -> int | None:
@@ -223,6 +227,8 @@ class CardSale:
         c.remember(txn, masked_pan=fields["masked_pan"], brand=fields["brand"], entry_mode=entry_mode)
         for event in pin_events:
             c.record(txn, event)
+        if cvm is not None and cryptogram.kind == "AAC":  # the card itself said no: never go online
+            return app, DECLINED_OFFLINE
         return app, cvm
 
     def _cardholder(self, channel: CardChannel, method: str) -> tuple[list[dict[str, Any]], str | None]:

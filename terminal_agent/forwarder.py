@@ -48,9 +48,10 @@ class Forwarder:
         self._thread: threading.Thread | None = None
         self.online = True
 
-    def flush(self, stream_id: str | None = None, *, withdraw_refused: bool = False) -> FlushResult:
-        """Forward queued rows (of one stream, or all). ``withdraw_refused``: the cashier is waiting and
-        will correct a refused row at once, so it is withdrawn rather than left holding back its stream."""
+    def flush(self, stream_id: str | None = None, *, withdraw_seq: int | None = None) -> FlushResult:
+        """Forward queued rows (of one stream, or all). ``withdraw_seq``: the row the cashier is waiting
+        for; if it is refused it is withdrawn (the flow corrects it at once) rather than left holding
+        back its stream. Any other refused row is marked rejected."""
         sent, refused = 0, []
         with self._pass:
             try:
@@ -59,7 +60,7 @@ class Forwarder:
                         try:
                             self._client.append(row.path, row.envelope)
                         except ServiceRefused as exc:
-                            if withdraw_refused:
+                            if row.seq == withdraw_seq:
                                 self._journal.withdraw(row.seq, exc.code, exc.detail)
                             else:
                                 self._journal.mark_rejected(row.seq, exc.code, exc.detail)
@@ -71,7 +72,7 @@ class Forwarder:
                         sent += 1
                     else:
                         continue
-                    if withdraw_refused:
+                    if withdraw_seq is not None:
                         break
             except ServiceUnreachable as exc:
                 self._set_online(False)

@@ -53,13 +53,13 @@ class Recorder:
         journaled and queued, and will be forwarded later.
         """
         envelope = self.envelope(stream, event, operator_no)
-        self.journal.append(stream.kind, stream.stream_id, stream.version + 1, envelope)
+        seq = self.journal.append(stream.kind, stream.stream_id, stream.version + 1, envelope)
         stream.version += 1
-        result = self.forwarder.flush(stream.stream_id, withdraw_refused=True)
+        result = self.forwarder.flush(stream.stream_id, withdraw_seq=seq)
         if result.refused:
             refusal = result.refused[0]
-            if refusal.row.version == stream.version:
-                stream.version -= 1
+            if refusal.row.seq == seq:
+                stream.version -= 1  # withdrawn: the correction takes this version
             raise refusal.error
         if result.unreachable is not None:
             if must_forward:

@@ -70,6 +70,9 @@ class Admin:
                                           "label": f"till simulate {terminal_no}"})["token"]
         return terminal_id, token
 
+    def close(self) -> None:
+        self.http.close()
+
     def day_report(self, day: str) -> dict[str, Any]:
         response = self.http.get("/v1/reports/day", params={"date": day})
         response.raise_for_status()
@@ -82,25 +85,20 @@ class Admin:
         return response.json()  # type: ignore[no-any-return]
 
 
-def customer_for(rng: random.Random, serial: int) -> Customer:
+def customer_for(rng: random.Random) -> Customer:
     """A seeded mix of the day's customers."""
     roll = rng.random()
     if roll < 0.25:
         amount = rng.randrange(100, 30_000)
-        return Customer(amount_minor=amount, card=None, presentations=["cash"],
-                        tendered_minor=amount + rng.choice([0, 0, 50, 1_000, 5_000]))
+        return Customer(amount_minor=amount, tendered_minor=amount + rng.choice([0, 0, 50, 1_000, 5_000]))
     if roll < 0.45:  # a tap under the no-CVM limit (小额免密免签)
-        return Customer(amount_minor=rng.randrange(100, 100_000), card=_card("visa", serial),
+        return Customer(amount_minor=rng.randrange(100, 100_000), card=VirtualCard(PROFILES["visa"], pin=PIN),
                         presentations=["contactless"])
     if roll < 0.6:  # a chip card whose CVM is a signature
-        return Customer(amount_minor=rng.randrange(1_000, 300_000), card=_card("mastercard", serial),
-                        presentations=["chip"])
-    return Customer(amount_minor=rng.randrange(1_000, 500_000), card=_card("unionpay", serial),
+        return Customer(amount_minor=rng.randrange(1_000, 300_000),
+                        card=VirtualCard(PROFILES["mastercard"], pin=PIN), presentations=["chip"])
+    return Customer(amount_minor=rng.randrange(1_000, 500_000), card=VirtualCard(PROFILES["unionpay"], pin=PIN),
                     presentations=["chip"], pins=[PIN])
-
-
-def _card(brand: str, serial: int) -> VirtualCard:
-    return VirtualCard(PROFILES[brand], pin=PIN)
 
 
 def run_terminal(service_url: str, admin: Admin, terminal_no: str, sales: int, seed: int, work: Path,
@@ -119,21 +117,21 @@ def run_terminal(service_url: str, admin: Admin, terminal_no: str, sales: int, s
             cashier.next_customer(Customer())
             agent.till.start_of_day(PASSWORD, float_minor=50_000)
             cash_in = 0
-            for serial in range(sales):
-                customer = customer_for(rng, serial)
+            for _ in range(sales):
+                customer = customer_for(rng)
                 cashier.next_customer(customer)
-                assert customer.amount_minor is not None
+                amount = customer.amount_minor or 0
                 if customer.card is None:
                     result = agent.cash.run(customer.amount_minor, customer.tendered_minor)
                     brand = "cash"
                     if result.outcome == "approved":
-                        cash_in += customer.amount_minor
+                        cash_in += amount
                 else:
                     result = agent.card.run("sale")
                     brand = customer.card.profile.brand
                 day.outcomes[result.outcome] += 1
                 if result.outcome == "approved":
-                    day.paid[(brand, "sale")] += customer.amount_minor
+                    day.paid[(brand, "sale")] += amount
                     day.count[(brand, "sale")] += 1
             cashier.next_customer(Customer())
             agent.till.count_cash(50_000 + cash_in, "end of day")
@@ -149,6 +147,14 @@ def run_terminal(service_url: str, admin: Admin, terminal_no: str, sales: int, s
 def simulate(service_url: str, admin_token: str, terminals: int, sales: int, seed: int,
              work_dir: Path | None = None, out: Any = print) -> int:
     admin = Admin(service_url, admin_token)
+    try:
+        return _simulate(admin, service_url, terminals, sales, seed, work_dir, out)
+    finally:
+        admin.close()
+
+
+def _simulate(admin: Admin, service_url: str, terminals: int, sales: int, seed: int, work_dir: Path | None,
+              out: Any) -> int:
     work = work_dir or Path(tempfile.mkdtemp(prefix="till-simulate-"))
     base = 60_000_000 + secrets.randbelow(39_000_000)  # fresh terminal numbers for every run
     days = [TerminalDay(f"{base + i:08d}") for i in range(terminals)]
