@@ -234,12 +234,11 @@ class ReversalWorker:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        # Cancel until it is done: on Python 3.11 a cancel that lands as the worker's wait ends can be
+        # swallowed (gh-86296), and a single cancel then left shutdown waiting forever.
+        while task is not None and not task.done():
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({task}, timeout=0.5)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -255,7 +254,8 @@ class ReversalWorker:
             wake_at = min([next_scan, *(due for due, _ in self._due.values())])
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - loop.time()))
+                async with asyncio.timeout(max(0.0, wake_at - loop.time())):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -49,8 +49,9 @@ class ReceiptDesk:
             return False
         c.cashier.show("printing", copy=_COPY_WORDS[copy])
         try:
-            if not printer.status().ready:
-                raise _not_ready(printer.status())
+            before = printer.status()
+            if not before.ready:
+                raise _not_ready(before)
             printer.print_receipt(render_text(document, printer.columns, self.lang), document["reference"])  # type: ignore[arg-type]
             after = printer.status()
             if not after.ready:  # it stopped while printing: the copy may be cut short
