@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.hardware import CardChannel, CardRemoved, CardUnreadable, HardwareError, UnsupportedCard
-from domain.money import decimal_text
 from terminal_agent.counter import Counter, State
 from terminal_agent.emv import CardApplication, chip_fields, generate_ac, pan_token, read_application, select_cvm
 from terminal_agent.magstripe import SwipeRead, parse_track2
@@ -89,7 +88,7 @@ class CardSale:
         if amount is None:
             return self._cancel(txn, "the cashier went back before the amount was entered")
         c.enter(State.CONFIRM)
-        if not c.cashier.confirm("confirm_amount", amount=self._money(amount)):
+        if not c.cashier.confirm("confirm_amount", amount=self.c.money(amount)):
             c.cashier.show("amount_not_confirmed")
             return self._cancel(txn, "the customer did not confirm the amount")
         c.record(txn, {"type": "AmountConfirmed"})
@@ -129,14 +128,13 @@ class CardSale:
             amount = None
 
     def _amount_problem(self, amount: int, kind: str, original: dict[str, Any] | None) -> str | None:
-        p = self.c.parameters
-        if amount < int(p.get("min_amount_minor", 1)) or amount > int(p.get("max_amount_minor", 10**12)):
-            return (f"{self._money(amount)} is outside {self._money(int(p.get('min_amount_minor', 1)))}"
-                    f"–{self._money(int(p.get('max_amount_minor', 10**12)))}")
+        problem = self.c.amount_problem(amount)
+        if problem is not None:
+            return problem
         if kind == "refund" and original is not None:
             left = int(original["amount_minor"]) - int(original.get("refunded_minor", 0))
             if amount > left:
-                return f"only {self._money(left)} of the sale can still be refunded"
+                return f"only {self.c.money(left)} of the sale can still be refunded"
         return None
 
     def _card(self, txn: StreamRef, amount: int) -> tuple[Any, str | None, float] | None:
@@ -405,6 +403,3 @@ class CardSale:
             txn.version = int(self.c.client.transaction(txn.stream_id)["version"])
         except (ServiceUnreachable, ServiceRefused):
             pass
-
-    def _money(self, minor: int) -> str:
-        return f"{self.c.currency} {decimal_text(minor, self.c.currency)}"

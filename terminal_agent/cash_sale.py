@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 
-from domain.money import decimal_text
 from terminal_agent.card_sale import SaleResult
 from terminal_agent.counter import Counter, State
 from terminal_agent.receipt_desk import ReceiptDesk
@@ -40,7 +39,7 @@ class CashSale:
                        status="open", currency=c.currency, amount_minor=amount)
             c.record(txn, {"type": "AmountEntered", "amount_minor": amount, "currency": c.currency})
             c.enter(State.CONFIRM)
-            if not c.cashier.confirm("confirm_amount", amount=self._money(amount)):
+            if not c.cashier.confirm("confirm_amount", amount=self.c.money(amount)):
                 c.cashier.show("amount_not_confirmed")
                 c.record(txn, {"type": "TransactionCancelled", "reason": "the customer did not confirm the amount"})
                 c.remember(txn, status="cancelled")
@@ -53,7 +52,7 @@ class CashSale:
             if change:
                 c.record(txn, {"type": "ChangeGiven", "amount_minor": change})
             c.remember(txn, tendered_minor=tendered, change_minor=change, outcome="cash")
-            c.cashier.show("cash_tendered", tendered=self._money(tendered), change=self._money(change))
+            c.cashier.show("cash_tendered", tendered=self.c.money(tendered), change=self.c.money(change))
             printed = self.desk.print_copies(txn)
             c.record(txn, {"type": "TransactionCompleted"})
             c.remember(txn, status="completed")
@@ -66,14 +65,12 @@ class CashSale:
             c.enter(State.IDLE)
 
     def _ask_amount(self) -> int | None:
-        p = self.c.parameters
-        low, high = int(p.get("min_amount_minor", 1)), int(p.get("max_amount_minor", 10**12))
         while True:
             amount = self.c.cashier.ask_amount("enter_amount")
-            if amount is None or low <= amount <= high:
+            problem = None if amount is None else self.c.amount_problem(amount)
+            if problem is None:
                 return amount
-            self.c.cashier.show("wrong_amount", reason=f"{self._money(amount)} is outside "
-                                                      f"{self._money(low)}–{self._money(high)}")
+            self.c.cashier.show("wrong_amount", reason=problem)
 
     def _ask_tendered(self, amount: int) -> int:
         while True:
@@ -81,6 +78,3 @@ class CashSale:
             if tendered is not None and tendered >= amount:
                 return tendered
             self.c.cashier.show("cash_short")
-
-    def _money(self, minor: int) -> str:
-        return f"{self.c.currency} {decimal_text(minor, self.c.currency)}"

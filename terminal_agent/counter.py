@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from domain.hardware import CardReader, PinPad, ReceiptPrinter, SignaturePad
+from domain.hardware import CardReader, HardwareError, PinPad, ReceiptPrinter, SignaturePad
+from domain.money import decimal_text
 from terminal_agent.emv import TerminalConfig
 from terminal_agent.journal import Journal
 from terminal_agent.recorder import Recorder, StreamRef
@@ -108,6 +109,22 @@ class Counter:
     @property
     def online(self) -> bool:
         return self.recorder.forwarder.online
+
+    def money(self, minor: int) -> str:
+        """``12345`` -> ``"CNY 123.45"`` in the terminal's currency, for the cashier's screen and slips."""
+        return f"{self.currency} {decimal_text(minor, self.currency)}"
+
+    def amount_problem(self, amount_minor: int) -> str | None:
+        """Why the terminal's limits refuse this amount (the agent checks it itself: offline nobody else
+        can at that moment), or None."""
+        low = int(self.parameters.get("min_amount_minor", 1))
+        high = int(self.parameters.get("max_amount_minor", 10**12))
+        if low <= amount_minor <= high:
+            return None
+        return f"{self.money(amount_minor)} is outside {self.money(low)}–{self.money(high)}"
+
+    def show_printer_error(self, exc: HardwareError) -> None:
+        self.cashier.show(exc.code if exc.code in ("paper_out", "printer_offline") else "printer_unavailable")
 
     def require_till(self) -> StreamRef:
         if self.till is None:

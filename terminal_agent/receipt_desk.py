@@ -59,7 +59,7 @@ class ReceiptDesk:
             event = {"type": "ReceiptPrinted", "copy": copy, "printer": printer.name, "reprint_no": reprint_no,
                      "receipt_sha256": sha}
         except HardwareError as exc:
-            c.cashier.show(exc.code if exc.code in ("paper_out", "printer_offline") else "printer_unavailable")
+            c.show_printer_error(exc)
             event = {"type": "PrintFailed", "copy": copy, "printer": printer.name, "reprint_no": reprint_no,
                      "reason": f"{exc.code}: {exc.detail}"[:200]}
         c.record(txn, event)

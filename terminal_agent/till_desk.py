@@ -77,7 +77,7 @@ class TillDesk:
             c.journal.put("till_session_id", c.till.stream_id)
             c.recorder.record(c.till, {"type": "TillOpened", "float_minor": float_minor, "currency": c.currency,
                                        "self_check": check.event_fields()}, None, must_forward=True)
-            c.cashier.show("till_opened", amount=self._money(float_minor))
+            c.cashier.show("till_opened", amount=self.c.money(float_minor))
             state = {"operator_no": None}
         if state.get("operator_no") != c.operator_no:
             self._sign_in(password)
@@ -116,7 +116,7 @@ class TillDesk:
     # ---- during and at the end of the day -----------------------------------------------------------
     def count_cash(self, counted_minor: int, note: str = "") -> None:
         self.c.record(self.c.require_till(), {"type": "CashCounted", "counted_minor": counted_minor, "note": note})
-        self.c.cashier.show("cash_counted", amount=self._money(counted_minor))
+        self.c.cashier.show("cash_counted", amount=self.c.money(counted_minor))
 
     def x_report(self) -> dict[str, Any]:
         """The open batch's totals from the agent's own record (works offline), printed."""
@@ -131,7 +131,7 @@ class TillDesk:
             line = totals.setdefault(key, {"count": 0, "amount_minor": 0})
             line["count"] += 1
             line["amount_minor"] += int(sale.get("amount_minor") or 0)
-        rows = [(key, f"{v['count']}  {self._money(v['amount_minor'])}") for key, v in sorted(totals.items())]
+        rows = [(key, f"{v['count']}  {self.c.money(v['amount_minor'])}") for key, v in sorted(totals.items())]
         self._print_slip(f"X 报表 X REPORT  批次 {c.batch_no}", rows, f"X-{c.terminal_id}-{c.batch_no}")
         return {"batch_no": c.batch_no, "lines": totals}
 
@@ -187,7 +187,7 @@ class TillDesk:
         rows = [("Z 号 Z NO", str(z["z_number"])), ("营业日 DAY", z["business_day"]),
                 ("结算时间 SETTLED", z["settled_at"][:19])]
         for line in report.get("lines", []):
-            rows.append((f"{line['brand']} {line['kind']}", f"{line['count']}  {self._money(line['gross_minor'])}"))
+            rows.append((f"{line['brand']} {line['kind']}", f"{line['count']}  {self.c.money(line['gross_minor'])}"))
         for total in report.get("totals", []):
             currency = total.get("currency") or self.c.currency
             rows.append((f"合计 TOTAL {total.get('count', 0)}", f"{currency} "
@@ -205,7 +205,4 @@ class TillDesk:
         try:
             printer.print_receipt("\n".join(lines) + "\n", reference)
         except HardwareError as exc:
-            self.c.cashier.show(exc.code if exc.code in ("paper_out", "printer_offline") else "printer_unavailable")
-
-    def _money(self, minor: int) -> str:
-        return f"{self.c.currency} {decimal_text(minor, self.c.currency)}"
+            self.c.show_printer_error(exc)
