@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if simulator is not None:
             simulator.__exit__(None, None, None)
+            simulator.simulator.close()  # its journal
     return 0
 
 
