@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 # pyscard compiles against libpcsclite; pcscd + vsmartcard-vpcd give the PC/SC daemon and the virtual
 # card reader the hardware tests use; gcc and the Python headers build pyscard; poppler reads back
-# the PDF exports in the tests.
-APT_PACKAGES=(libpcsclite-dev pcscd vsmartcard-vpcd gcc python3-dev python3-venv poppler-utils poppler-data)
+# the PDF exports in the tests; chromium runs the web pages' browser tests (Playwright drives this
+# system browser and never downloads one of its own).
+APT_PACKAGES=(libpcsclite-dev pcscd vsmartcard-vpcd gcc python3-dev python3-venv poppler-utils poppler-data
+              chromium fonts-noto-cjk)
 PYTHON=${PYTHON:-python3}
 
 missing=()
