@@ -23,6 +23,9 @@ _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # Track 2 "PAN=YYMM…", its chip equivalent (tag 57 / 9F6B: PAN nibbles, 'D', YYMM) and track 1 "B PAN ^".
 _TRACK = re.compile(r"\d{12,19}[=Dd]\d{4}|%?[Bb]\d{12,19}\^")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# A canonical UUID is an id, never a card number, though about 1 in 10,000 random ones has all-digit
+# leading groups that join into a Luhn-valid run (and would be refused at random).
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SAFE_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _MASKED_PAN = re.compile(r"^(\d{6})([*]{3,9})(\d{4})$")
 
@@ -53,6 +56,8 @@ def gs1_valid(digits: str) -> bool:
 
 
 def looks_like_card_data(text: str) -> bool:
+    if _UUID.match(text):
+        return False
     if _TRACK.search(text):
         return True
     for match in _DIGIT_RUN.finditer(text):

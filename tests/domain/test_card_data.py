@@ -186,3 +186,12 @@ def test_a_luhn_valid_thirteen_digit_barcode_without_a_gs1_check_digit_is_reject
     with refused(counter.ledger, CardDataRejected) as error:
         counter.txn_event(sale, "ItemScanned", barcode=barcode, name="item", quantity=1, unit_price_minor=350)
     assert error.value.extra["field"] == "barcode"
+
+
+@given(st.text("0123456789", min_size=20, max_size=20), st.text("0123456789abcdef", min_size=12, max_size=12))
+@example("12345678123412341234", "123412341234")
+def test_a_uuid_is_never_taken_for_a_card_number_even_when_its_groups_are_all_digits(digits: str, tail: str) -> None:
+    # 8-4-4-4 digits join into Luhn-valid runs about one time in ten: ids must not be refused at random.
+    uuid_text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{tail}"
+    assert not looks_like_card_data(uuid_text)
+    guard_fields({"original_transaction_id": uuid_text})
