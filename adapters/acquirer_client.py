@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import TypeVar
@@ -33,7 +34,9 @@ from adapters.iso8583_messages import (
     encode_sign_on,
 )
 from adapters.iso8583_spec import Message, MessageError, pack, read_frame, unpack, write_frame
+from adapters.metrics import record_acquirer_exchange
 from domain.acquirer import (
+    APPROVED,
     AcquirerNoReply,
     AcquirerUnavailable,
     FinancialRequest,
@@ -68,19 +71,37 @@ class Iso8583AcquirerHost:
         return f"Iso8583AcquirerHost({self.host!r}, {self.port}, timeout_s={self.timeout_s})"
 
     async def sign_on(self, request: SignOnRequest) -> SignOnReply:
-        return await self._exchange(encode_sign_on(request, _trace()),
+        return await self._exchange("sign_on", encode_sign_on(request, _trace()),
                                     lambda reply: decode_sign_on_reply(reply, request.local_time))
 
     async def authorize(self, request: FinancialRequest) -> HostReply:
-        return await self._exchange(encode_financial(request), decode_host_reply)
+        return await self._exchange("authorize", encode_financial(request), decode_host_reply)
 
     async def reverse(self, request: ReversalRequest) -> ReversalReply:
-        return await self._exchange(encode_reversal(request), decode_reversal_reply)
+        return await self._exchange("reverse", encode_reversal(request), decode_reversal_reply)
 
     async def settle(self, request: SettlementRequest) -> SettlementReply:
-        return await self._exchange(encode_settlement(request, _trace()), decode_settlement_reply)
+        return await self._exchange("settle", encode_settlement(request, _trace()), decode_settlement_reply)
 
-    async def _exchange(self, request: Message, decode: Callable[[Message], T]) -> T:
+    async def _exchange(self, operation: str, request: Message, decode: Callable[[Message], T]) -> T:
+        """``_send`` timed and counted by outcome (adapters.metrics)."""
+        started, outcome = time.perf_counter(), "error"
+        try:
+            reply = await self._send(request, decode)
+            # A reversal is acknowledged with 00 or 25 (nothing to reverse): both settle it.
+            ok = getattr(reply, "acknowledged", getattr(reply, "response_code", None) == APPROVED)
+            outcome = "approved" if ok else "declined"
+            return reply
+        except AcquirerUnavailable:
+            outcome = "unreachable"
+            raise
+        except AcquirerNoReply as exc:
+            outcome = "timeout" if isinstance(exc.__cause__, TimeoutError) else "error"
+            raise
+        finally:
+            record_acquirer_exchange(operation, outcome, time.perf_counter() - started)
+
+    async def _send(self, request: Message, decode: Callable[[Message], T]) -> T:
         body = pack(request)  # a message that cannot be encoded is a ValueError before dialling
         what = f"{request['t']} STAN {request['11']} terminal {request['41']}"
         try:

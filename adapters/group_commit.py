@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from adapters.metrics import record_batch
 from adapters.working_set import AggregateCache, WorkingSet
 from domain.aggregate import EVENT_SEQUENCE
 from domain.append import AppendResult
@@ -72,6 +73,7 @@ def run_alone(ledger: Ledger, command: Callable[[UnitOfWork], R], cache: Aggrega
             continue
         except PersistenceError as exc:
             raise StoreUnavailable(f"the event store did not answer: {exc.__class__.__name__}") from exc
+        record_batch(1, len(recordings))
         outcome: _Outcome[R] = _Outcome(result)
         _fill_positions([outcome], recordings)
         if cache is not None:
@@ -203,6 +205,7 @@ class GroupCommitter:
             work.forget()
             self._one_by_one(jobs)
             return
+        record_batch(len(jobs), len(recordings))
         _fill_positions([job.outcome for job in jobs], recordings)
         work.remember()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("till-data"), description="Directory for SQLite files and the first admin token.")
     database_url: str | None = Field(None, description="postgresql://… to use PostgreSQL instead of SQLite.")
+    database_password_file: Path | None = Field(None, description="A file holding the PostgreSQL password (a "
+                                                "Docker secret, a systemd credential); it wins over one in "
+                                                "TILL_DATABASE_URL, so the URL itself holds no secret.")
     database_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
                                  description="PostgreSQL schema holding the ledger tables.")
     lock_timeout_s: int = Field(5, ge=1, le=60, description="PostgreSQL lock timeout for an append, seconds.")
@@ -35,9 +39,20 @@ class Settings(BaseSettings):
                                       "changing it needs `till project rebuild ledger_view`.")
     embedded_projections: bool = Field(True, description="Run the projections inside `till serve` (one "
                                        "process holds each; others wait). Off: run `till project run`.")
+    create_tables: bool = Field(True, description="Create the schema and tables when missing. Off (a role "
+                                "without CREATE, see infra/README.md): the tables must exist (`till db init` "
+                                "as the owner) and a command says so when they do not.")
     projection_page_size: int = Field(500, ge=1, le=10_000, description="Events per view transaction.")
     signing_key_file: Path | None = Field(None, description="Ed25519 key (PEM) that signs evidence bundles; "
                                           "default $TILL_DATA_DIR/signing.key, created on first start.")
+    session_key_file: Path | None = Field(None, description="Secret (32 random bytes, hex) that seals the web "
+                                          "pages' session cookies; default $TILL_DATA_DIR/session.key, created on "
+                                          "first start. Every API process behind one address needs the same file.")
+    session_hours: float = Field(8.0, gt=0, le=24 * 7, description="A web session ends this long after sign-in.")
+    display_timezone: str = Field("Asia/Shanghai", description="Time zone the web pages show server times in "
+                                  "(IANA name); a terminal's own clock is shown as it recorded it.")
+    cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only. Set it when a TLS "
+                                "proxy fronts the service (it is also set for any request that arrived as https).")
     acquirer_url: str | None = Field(
         None, pattern=r"^(tcp://)?[A-Za-z0-9.\-]+:\d{1,5}$",
         description="host:port of the acquirer host (ISO 8583 over TCP, e.g. `till acquirer-sim`). Set: the "
@@ -49,6 +64,8 @@ class Settings(BaseSettings):
     reversal_scan_s: float = Field(30.0, gt=0, description="How often in-doubt transactions are looked up "
                                    "again (after a restart, or left by another process).")
     reversal_retry_max_s: float = Field(30.0, gt=0, description="Longest wait between two reversal attempts.")
+    readiness_timeout_s: float = Field(1.0, gt=0, le=30, description="How long /readyz and /metrics wait for the "
+                                       "store and the projections to answer before saying they did not.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
@@ -62,6 +79,19 @@ class Settings(BaseSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "signing.key"
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai") from None
+        return value
+
+    @property
+    def session_key_path(self) -> Path:
+        return self.session_key_file or self.data_dir / "session.key"
 
     @property
     def uses_postgres(self) -> bool:

@@ -12,8 +12,12 @@ from domain.errors import StoreUnavailable
 
 
 def ledger_environment(settings: Settings, *, create_tables: bool = True) -> dict[str, str]:
-    """The eventsourcing environment for the Ledger application."""
-    create = "y" if create_tables else "n"
+    """The eventsourcing environment for the Ledger application (and, with its name as prefix, the views').
+
+    ``TILL_CREATE_TABLES=false`` wins over ``create_tables``: a least-privilege role may not even run
+    ``CREATE TABLE IF NOT EXISTS`` on a table that exists (PostgreSQL checks CREATE on the schema first).
+    """
+    create = "y" if create_tables and settings.create_tables else "n"
     if not settings.uses_postgres:
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -30,7 +34,7 @@ def ledger_environment(settings: Settings, *, create_tables: bool = True) -> dic
         "POSTGRES_HOST": url.hostname or "127.0.0.1",
         "POSTGRES_PORT": str(url.port or 5432),
         "POSTGRES_USER": unquote(url.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(url.password or ""),
+        "POSTGRES_PASSWORD": _password(settings, url.password),
         "POSTGRES_SCHEMA": settings.database_schema,
         # The library's table lock keeps insert order = commit order for readers; bound the wait for it.
         "POSTGRES_LOCK_TIMEOUT": str(settings.lock_timeout_s),
@@ -43,6 +47,16 @@ def ledger_environment(settings: Settings, *, create_tables: bool = True) -> dic
         "POSTGRES_PRE_PING": "n",
         "CREATE_TABLE": create,
     }
+
+
+def _password(settings: Settings, in_url: str | None) -> str:
+    if settings.database_password_file is not None:
+        try:
+            return settings.database_password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:  # named, where a traceback would bury it
+            raise StoreUnavailable(f"cannot read TILL_DATABASE_PASSWORD_FILE: {exc.strerror}: "
+                                   f"{settings.database_password_file}") from exc
+    return unquote(in_url or "")
 
 
 def libpq_conninfo(settings: Settings) -> str:
@@ -59,6 +73,11 @@ def prepare_store(settings: Settings) -> None:
         return
     try:
         with psycopg.connect(libpq_conninfo(settings), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.database_schema)))
+            if settings.create_tables:  # IF NOT EXISTS still needs CREATE on the database: skip it when told
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.database_schema)))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreUnavailable(f"PostgreSQL refused to create schema {settings.database_schema!r} ({exc}): a role "
+                               "that may not create tables runs with TILL_CREATE_TABLES=false, after `till db "
+                               "init` as the database owner") from exc
     except psycopg.Error as exc:
         raise StoreUnavailable(f"cannot reach PostgreSQL: {exc.__class__.__name__}: {exc}") from exc

@@ -18,10 +18,13 @@ from adapters.settings import Settings
 from adapters.signing import SigningKey
 from adapters.store import ledger_environment, prepare_store
 from api.auth import TokenAuthority, new_token
+from api.database_setup import require_tables
 from api.errors import install_error_handlers
 from api.raw_body import install_raw_body_schemas
+from api.request_id import RequestIdMiddleware
 from api.routers import acquirer, admin, health, reports, terminal
 from api.services import Executor, Services
+from api.web import install_pages
 from projections.in_doubt import ViewInDoubtSource
 from projections.read_models import ReadModels
 from domain.authorization import Authorizer, ReversalWorker
@@ -37,6 +40,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, hasher: Pa
                    create_tables: bool = True, read_models: bool = True) -> Services:
     """Everything the API and the CLI need, from one settings object."""
     prepare_store(settings)
+    if not settings.create_tables:  # a role that may not create them: say which are missing, up front
+        require_tables(settings)
     ledger = Ledger(env=ledger_environment(settings, create_tables=create_tables))
     executor: Executor
     if settings.group_commit:
@@ -119,6 +124,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(acquirer.router)
     app.include_router(admin.router)
     app.include_router(reports.router)
+    if built.read_models is not None:  # the pages read the views
+        install_pages(app, built)
+    # Added last, so it is the outermost middleware: every answer carries the id and is counted.
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from adapters.settings import Settings
 from domain.errors import LedgerError
+from api.staff_cli import add_user_commands
 from projections.read_models import PROJECTIONS
 
 DESCRIPTION = """\
@@ -26,18 +27,25 @@ TILL_EMBEDDED_PROJECTIONS=false; then run `till project run ledger_view` as its 
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import shutil
+
     import uvicorn
 
+    from adapters.json_logging import logging_config
     from api.app import build_services, ensure_first_admin_token
+    from api.web.session import load_or_create_key
 
     simulator = None
     if args.acquirer_sim:
         simulator = _embedded_acquirer(Settings().data_dir)
     settings = Settings()
-    # Create tables once here: several workers racing to create them fail on PostgreSQL.
+    # Create tables once here: several workers racing to create them fail on PostgreSQL. With
+    # TILL_CREATE_TABLES=false (a least-privilege role) they must exist: this names the missing ones.
     services = build_services(settings, create_tables=True)  # the views' tables too
     token_file = ensure_first_admin_token(services)
     services.close()
+    # Made here, before the workers start: they all read this one key and accept each other's cookies.
+    load_or_create_key(settings.session_key_path)
     store = f"PostgreSQL schema {settings.database_schema}" if settings.uses_postgres else \
         f"SQLite in {settings.data_dir.resolve()}"
     url = f"http://{args.host}:{args.port}"
@@ -49,14 +57,35 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"Card payments go to the built-in acquirer simulator at {settings.acquirer_url} "
               f"(journal and settlement files in {(settings.data_dir / 'acquirer-sim').resolve()}).")
     print("Press Ctrl+C to stop.", flush=True)
+    metrics_dir = _metrics_dir(args.workers)
     try:
+        # access_log=False: api.request_id writes the access lines (with the request id, no query string).
         uvicorn.run("api.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, access_log=args.access_log)
+                    workers=args.workers, log_level=args.log_level, access_log=False,
+                    log_config=logging_config(args.log_format, args.log_level, args.access_log))
     finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if simulator is not None:
             simulator.__exit__(None, None, None)
             simulator.simulator.close()  # its journal
     return 0
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """With several workers, a fresh private directory where each writes its metrics for /metrics
+    to sum (prometheus_client's multiprocess mode). None with one worker, or when the operator set
+    PROMETHEUS_MULTIPROC_DIR (then emptying it before a start is theirs to do)."""
+    import tempfile
+
+    from adapters.metrics import MULTIPROC_DIR_ENV
+
+    if workers <= 1 or MULTIPROC_DIR_ENV in os.environ:
+        return None
+    path = tempfile.mkdtemp(prefix="till-metrics-")  # mode 700
+    os.environ[MULTIPROC_DIR_ENV] = path  # inherited by the workers, which import prometheus_client afresh
+    return path
 
 
 def _embedded_acquirer(data_dir: Path) -> Any:
@@ -173,6 +202,24 @@ def _project_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_init(args: argparse.Namespace) -> int:
+    import psycopg
+    from eventsourcing.persistence import PersistenceError
+
+    from api.database_setup import init_database
+
+    settings = Settings()
+    try:
+        report = init_database(settings, args.app_role)
+    except (PersistenceError, psycopg.Error) as exc:  # e.g. "permission denied for schema": not the owner
+        print(f"till db init: {exc.__class__.__name__}: {exc} (run it as the database owner: TILL_DATABASE_URL "
+              "with the owner role, see infra/README.md)", file=sys.stderr)
+        return 2
+    for line in report.lines(settings, args.app_role):
+        print(line)
+    return 0
+
+
 def _report_day(args: argparse.Namespace) -> int:
     import json
 
@@ -255,6 +302,12 @@ def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from api.doctor import main as doctor
+
+    return doctor(as_json=args.json)
+
+
 def _acquirer_sim(args: argparse.Namespace) -> int:
     import asyncio
     import signal
@@ -318,6 +371,23 @@ leaves the decision journaled, as at a real bank: that is the case reversals exi
 """
 
 
+DOCTOR_DESCRIPTION = """\
+Check the deployment that this environment's TILL_* variables describe, and say in plain words what
+is wrong and what to do. Run it where the service runs, as the user it runs as, with the same
+variables. It changes nothing.
+
+It checks: the settings themselves; that TILL_DATA_DIR is writable; that the database answers (SQLite
+file, or PostgreSQL within 3 s) and holds the ledger's tables (and that the role may write them); how
+far each projection trails the event log and whether a runner follows it; that the signing key loads
+and is mode 600; that the web session key is valid and mode 600; that the first admin token's file is
+mode 600; that the acquirer host accepts a TCP connection (when TILL_ACQUIRER_URL is set); and that
+TILL_HOST:TILL_PORT is free or answers /healthz.
+
+Each line is ok, WARNING, PROBLEM or skipped (needs an earlier check to pass). Passwords and tokens
+are never printed. Exit status: 0 without problems (warnings allowed), 1 with any problem.
+"""
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="till", description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -327,10 +397,16 @@ def parser() -> argparse.ArgumentParser:
         "Run the ledger's HTTP API. On an empty store it writes a first admin token to "
         "$TILL_DATA_DIR/admin.token."))
     serve.add_argument("--host", default=os.environ.get("TILL_HOST", "127.0.0.1"), help="address to bind (default %(default)s)")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("TILL_PORT", "8000")), help="port (default %(default)s)")
+    # A string default: argparse converts it only when `serve` runs, so a bad TILL_PORT cannot stop `till doctor`.
+    serve.add_argument("--port", type=int, default=os.environ.get("TILL_PORT", "8000"),
+                       help="port (default %(default)s)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                       help="one log line per request, with its request id (default on)")
+    serve.add_argument("--log-format", choices=["json", "text"], default="json",
+                       help="json: one JSON object per line, for a log collector; text: for a terminal "
+                       "(default %(default)s)")
     serve.add_argument("--acquirer-sim", action="store_true", help="authorize cards through a built-in "
                        "acquirer simulator (a demo without a bank; see `till acquirer-sim --help`)")
     serve.set_defaults(run=_serve)
@@ -366,6 +442,8 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id", type=UUID)
     revoke.set_defaults(run=_token_revoke)
 
+    add_user_commands(commands)
+
     project = commands.add_parser("project", help="run, rebuild or inspect the projections (read views)")
     project_commands = project.add_subparsers(dest="project_command", required=True, metavar="ACTION")
     run = project_commands.add_parser("run", help="follow the log into a view (one active runner per "
@@ -377,6 +455,21 @@ def parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(run=_project_rebuild)
     status = project_commands.add_parser("status", help="each projection's position and lag")
     status.set_defaults(run=_project_status)
+
+    db = commands.add_parser("db", help="set up the database (as its owner) for a least-privilege service role")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    init = db_commands.add_parser("init", help="create every table, make stored events immutable, and grant "
+                                  "the app role what it uses (run again after an upgrade)", description=(
+                                      "Run once as the owner role (TILL_DATABASE_URL of the owner), before the "
+                                      "service and the projection workers start with TILL_CREATE_TABLES=false "
+                                      "as the app role. On PostgreSQL it also adds a trigger that refuses "
+                                      "UPDATE, DELETE and TRUNCATE on the event table, and grants --app-role "
+                                      "SELECT/INSERT on the events (plus UPDATE, which the store's table lock "
+                                      "needs and the trigger refuses), SELECT/INSERT on snapshots and "
+                                      "read-write on the views. See infra/README.md."))
+    init.add_argument("--app-role", default=None, metavar="ROLE",
+                      help="the PostgreSQL role the service runs as (e.g. till_app); none: grant nothing")
+    init.set_defaults(run=_db_init)
 
     report = commands.add_parser("report", help="the accountant's reports")
     report_commands = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")
@@ -401,6 +494,11 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--public-key", type=Path, default=None,
                        help="the service's public key (PEM, from GET /v1/keys/signing) to trust the signer")
     check.set_defaults(run=_verify)
+
+    doctor = commands.add_parser("doctor", help="check this deployment and say what is wrong in plain words",
+                                 description=DOCTOR_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON (for scripts and monitoring)")
+    doctor.set_defaults(run=_doctor)
 
     sim = commands.add_parser("acquirer-sim", help="run a simulated acquirer host (ISO 8583 over TCP) for "
                               "development and tests", description=ACQUIRER_SIM_DESCRIPTION,

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.json_logging import REQUEST_ID_HEADER, request_id
+from adapters.metrics import record_error
 from domain import errors as e
 from domain.acquirer import AcquirerNoReply, AcquirerNotConfigured, AcquirerRefused, AcquirerUnavailable
 
@@ -22,6 +24,7 @@ STATUS: dict[type[e.LedgerError], int] = {
     e.NotAuthenticated: 401,
     e.Forbidden: 403,
     e.OperatorCredentialsInvalid: 403,
+    e.StaffCredentialsInvalid: 401,
     e.NotFound: 404,
     e.Conflict: 409,
     e.StoreUnavailable: 503,
@@ -45,6 +48,7 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     body = {"type": f"https://till-ledger.dev/problems/{code}", "title": title, "status": status,
             "code": code, "detail": detail, **extra}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    record_error(code)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -79,4 +83,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s: %s", request.method, request.url.path, exc.__class__.__name__,
                   exc_info=exc)
-        return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it was logged")
+        response = problem(500, "internal_error", "Internal error", "an unexpected error occurred; it was logged")
+        # This answer is sent outside the request-id middleware: give the caller the id to quote.
+        if (current := request_id.get()) is not None:
+            response.headers[REQUEST_ID_HEADER] = current
+        return response

@@ -433,7 +433,9 @@ def run_service_config(args: argparse.Namespace, config: str, workdir: Path) -> 
     till = args.till
     if not till.exists():
         raise BenchError(f"{till} does not exist (is the package installed in the venv?)")
-    cmd = [str(till), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
+    # No access log: the figures in docs/performance.md were taken without one (a JSON line per append).
+    cmd = [str(till), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+           "--no-access-log"]
     log_path = workdir / f"{data_dir.name}-server.log"
     with fresh_schema(args.database_url, schema_name):
         with server_process(cmd, env, log_path) as proc:

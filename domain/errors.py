@@ -14,7 +14,7 @@
     │   ├── SignOnRequired              no sign-on with the acquirer host today
     │   └── AuthorizedByHost            in host mode only the service records outcomes and settlements
     ├── CardMismatch (InvalidInput)     the card sent to authorize is not the card recorded
-    ├── NotAuthenticated / Forbidden / OperatorCredentialsInvalid     (401 / 403)
+    ├── NotAuthenticated / Forbidden / OperatorCredentialsInvalid / StaffCredentialsInvalid  (401 / 403)
     ├── NotFound                        (404)
     ├── Conflict                        (409)
     │   ├── VersionConflict             carries current_version
@@ -196,6 +196,11 @@ class Forbidden(LedgerError):
 class OperatorCredentialsInvalid(LedgerError):
     code = "operator_credentials_invalid"
     title = "Operator number or password is wrong"
+
+
+class StaffCredentialsInvalid(LedgerError):
+    code = "staff_credentials_invalid"
+    title = "User name or password is wrong"
 
 
 class NotFound(LedgerError):

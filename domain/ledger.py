@@ -17,9 +17,10 @@ from domain.aggregate import LedgerAggregate
 from domain.api_token import ApiToken, token_hash, token_id_for
 from domain.append import AppendRequest, AppendResult, append
 from domain.chain import ChainCheck, event_record, record_hash, verify_records
-from domain.errors import AlreadyExists, NotFound, OperatorCredentialsInvalid
+from domain.errors import AlreadyExists, InvalidInput, NotFound, OperatorCredentialsInvalid, StaffCredentialsInvalid
 from domain.ports import PasswordHasher, UnitOfWork
 from domain.stamp import Stamp
+from domain.staff_account import StaffAccount, check_user_name, staff_account_id_for
 from domain.terminal import Terminal, terminal_id_for
 from domain.till import TillSession
 from domain.till_actions import TILL_HANDLERS
@@ -29,6 +30,9 @@ from domain.settlement import SettlementFile, settlement_id_for
 from domain.z_report import ZReport, z_report_id_for
 
 R = TypeVar("R")
+# A real argon2id hash (at the production cost), verified against when a user name is unknown; the
+# sign-in fails whatever the result.
+_UNKNOWN_STAFF_HASH = "$argon2id$v=19$m=19456,t=2,p=1$WN6wpysYLtDOvNFdUXyPEg$580wXQGvyDCo5HUjuH2PhM3FpS7b6zEfCpbQXyTPXoE"
 TAgg = TypeVar("TAgg", bound=LedgerAggregate)
 Command = Callable[[UnitOfWork], R]
 
@@ -141,6 +145,32 @@ class Ledger(Application[UUID]):
             return token
         return command
 
+    @staticmethod
+    def open_staff_account(stamp: Stamp, user_name: str, role: str, display_name: str,
+                           password_hash: str) -> Command[StaffAccount]:
+        def command(uow: UnitOfWork) -> StaffAccount:
+            if uow.find(staff_account_id_for(check_user_name(user_name)), StaffAccount, expect_new=True) is not None:
+                raise AlreadyExists(f"a staff account named {user_name.lower()} exists")
+            account = StaffAccount.open(stamp, user_name, role, display_name, password_hash)
+            uow.add(account)
+            return account
+        return command
+
+    @staticmethod
+    def change_staff_account(stamp: Stamp, user_name: str, *, password_hash: str | None = None,
+                             disable_reason: str | None = None, enable: bool = False) -> Command[StaffAccount]:
+        """A new password, disabling (ends its sessions) or enabling again."""
+        def command(uow: UnitOfWork) -> StaffAccount:
+            account = uow.get(staff_account_id_for(check_user_name(user_name)), StaffAccount)
+            if password_hash is not None:
+                account.change_password(stamp, password_hash)
+            if disable_reason is not None:
+                account.disable(stamp, disable_reason)
+            if enable:
+                account.enable(stamp)
+            return account
+        return command
+
     # ---- reads ----------------------------------------------------------------------------------
     def load(self, aggregate_id: UUID, cls: type[TAgg]) -> TAgg:
         try:
@@ -167,6 +197,27 @@ class Ledger(Application[UUID]):
             raise OperatorCredentialsInvalid("operator number or password is wrong") from None
         if not hasher.verify(stored, password):
             raise OperatorCredentialsInvalid("operator number or password is wrong")
+
+    def find_staff_account(self, account_id: UUID) -> StaffAccount | None:
+        try:
+            found = self.repository.get(account_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, StaffAccount) else None
+
+    def verify_staff(self, user_name: str, password: str, hasher: PasswordHasher) -> StaffAccount:
+        """The account, if the password is right and the account may sign in (slow on purpose)."""
+        try:
+            account = self.find_staff_account(staff_account_id_for(check_user_name(user_name)))
+        except InvalidInput:
+            account = None
+        # Hash even for an unknown name, so the answer's timing does not tell which names exist.
+        stored = account.password_hash if account is not None else _UNKNOWN_STAFF_HASH
+        if not hasher.verify(stored, password) or account is None:
+            raise StaffCredentialsInvalid("user name or password is wrong")
+        if account.disabled:
+            raise StaffCredentialsInvalid(f"the account {account.user_name} is disabled; ask an admin")
+        return account
 
     def history(self, aggregate_id: UUID, cls: type[LedgerAggregate]) -> tuple[list[dict[str, Any]], ChainCheck]:
         """Every stored event of one stream as canonical records, with the hash-chain verdict."""

@@ -16,7 +16,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from projections.rows import CREDIT_KINDS, Row, brand_of, counts_in_gross
 
@@ -35,7 +38,19 @@ DAY_LINE = Aggregate("day_line", ("business_day", "store_id", "merchant_no", "te
 DAY_APART = Aggregate("day_apart", ("business_day", "outcome", "store_id", "merchant_no", "terminal_no", "kind",
                                     "currency"), ("count", "amount_minor"))
 TILL_CASH = Aggregate("till_cash", ("till_session_id", "currency"), ("sales_minor", "refunds_minor", "voids_minor"))
-AGGREGATES = (DAY_LINE, DAY_APART, TILL_CASH)
+# The accountant's chart: gross per local hour of completion (the terminal's time zone).
+DAY_HOUR = Aggregate("day_hour", ("business_day", "store_id", "hour", "currency"), ("count", "gross_minor"))
+AGGREGATES = (DAY_LINE, DAY_APART, TILL_CASH, DAY_HOUR)
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_hour(moment_iso: str, timezone: str) -> str:
+    """``"00"``…``"23"``: the hour of ``moment_iso`` on the terminal's wall clock."""
+    return f"{datetime.fromisoformat(moment_iso).astimezone(_zone(timezone)).hour:02d}"
 
 
 def _key(row: Row, names: Iterable[str], **override: str) -> Key:
@@ -54,6 +69,9 @@ def contributions(row: Row | None) -> list[tuple[Aggregate, Key, tuple[int, ...]
         sign = -1 if row["kind"] in CREDIT_KINDS else 1
         found.append((DAY_LINE, _key(row, DAY_LINE.keys, brand=brand_of(row)),
                       (1, sign * amount, sign * (row.get("fee_minor") or 0))))
+        if row.get("completed_at") and row.get("timezone"):
+            hour = local_hour(row["completed_at"], row["timezone"])
+            found.append((DAY_HOUR, _key(row, DAY_HOUR.keys, hour=hour), (1, sign * amount)))
     if card and row.get("outcome") in ("declined", "reversed"):
         found.append((DAY_APART, _key(row, DAY_APART.keys), (1, amount)))
     if completed and not card:

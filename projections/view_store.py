@@ -177,6 +177,12 @@ class _LedgerViewSql:
             rows += self.aggregate_rows(TILL_CASH, till_session_id=till_id)
         return rows
 
+    def stores(self) -> list[str]:
+        """Every store id a registered terminal names (the accountant picks one)."""
+        rows = self._select_tuples(self._q(f"SELECT DISTINCT store_id FROM {self._prefix}{TERMINAL} "
+                                           "WHERE store_id IS NOT NULL"), [])
+        return sorted(str(row[0]) for row in rows)
+
     def day(self, table: str, business_day: str, store_id: str | None = None) -> list[Row]:
         if store_id is None:
             return self._select(f"SELECT doc FROM {self._prefix}{table} WHERE business_day = %s", [business_day])

@@ -28,6 +28,21 @@ No hardware? Start pcscd (pcscd --foreground &), then in two other terminals:
   till-agent printer-sink --port 9100           a receipt printer that shows what it prints
 """
 
+DOCTOR_DESCRIPTION = """\
+Check this counter's setup, as this environment's TILL_AGENT_* variables describe it, and say in
+plain words what is wrong and what to do. Run it as the user the agent runs as, with the same
+variables; the agent itself may be running. It changes nothing and needs no card.
+
+It checks: the settings themselves; that the terminal id and token are set; that the journal's
+folder is writable and the journal opens (events queued, events the service refused); that the
+service answers /healthz and accepts this terminal's token; that the receipt printer answers a
+status read (ready, paper low or out, offline); and that pcscd runs and lists the card readers named
+in TILL_AGENT_CONTACT_READER and TILL_AGENT_CONTACTLESS_READER.
+
+Each line is ok, WARNING, PROBLEM or skipped (needs an earlier check to pass). The token is never
+printed. Exit status: 0 without problems (warnings allowed), 1 with any problem.
+"""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="till-agent", description=DESCRIPTION,
@@ -36,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="the interactive counter (the default)")
     run.add_argument("--lang", choices=("zh", "en", "both"), default=None, help="prompt language")
     commands.add_parser("self-check", help="check the service, printer and card readers, then exit")
+    doctor = commands.add_parser("doctor", help="check this counter's setup and say what is wrong in plain words",
+                                 description=DOCTOR_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON (for scripts and monitoring)")
     queue = commands.add_parser("queue", help="show the journal's queue (and try to forward it)")
     queue.add_argument("--flush", action="store_true", help="forward what is queued now")
     card = commands.add_parser("virtual-card", help="serve a virtual EMV card into pcscd's vpcd reader")
@@ -51,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return _virtual_card(args)
     if command == "printer-sink":
         return _printer_sink(args)
+    if command == "doctor":
+        from terminal_agent.doctor import main as doctor
+
+        return doctor(as_json=args.json)
     return _agent(command, args)
 
 
