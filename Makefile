@@ -7,8 +7,8 @@ install: .venv/.installed
 	bash infra/install.sh
 	touch $@
 
-serve: install  ## install, then run the service on the embedded SQLite store (./till-data)
-	.venv/bin/till serve
+serve: install  ## install, then run the service on the embedded SQLite store (./till-data); logs as text for a terminal
+	.venv/bin/till serve --log-format text
 
 test: install  ## install, then run the whole test suite (needs the PostgreSQL server, see README)
 	.venv/bin/python -m pytest
