@@ -52,7 +52,62 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+# The answer every error shares, declared once in the OpenAPI document. Some codes add fields of their
+# own (``current_version``, ``field``, ``errors``, ``checks``): the object stays open to them.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "additionalProperties": True,
+    "description": "RFC 9457 problem details; `code` is stable, `detail` is for people.",
+    "required": ["type", "title", "status", "code", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599}, "code": {"type": "string"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "loc": {"type": "array", "items": {"type": "string"}}, "msg": {"type": "string"},
+            "type": {"type": "string"}}}}}}
+
+# What any /v1/ route may answer besides its own responses (a route adds others, e.g. 502/504 from the host).
+API_PROBLEMS: dict[int, str] = {
+    400: "The body could not be read (problem+json)",
+    401: "No valid bearer token (problem+json)",
+    403: "This token's role or terminal may not do this (problem+json)",
+    404: "No such resource (problem+json)",
+    409: "It conflicts with what is recorded (problem+json)",
+    422: "The request or a rule refused it (problem+json with a stable code)",
+    503: "The store, the acquirer host or the view cannot answer now; retry (problem+json)",
+}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare the problem+json answers in an OpenAPI document (in place): the shared Problem schema,
+    the statuses every API route may answer, and problem+json as the content of every 4xx/5xx."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 shape, which we never send
+        components.pop(unused, None)
+    content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if path.startswith("/v1/"):
+                for status, description in API_PROBLEMS.items():
+                    responses.setdefault(str(status), {"description": description})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = content
+    return schema
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(e.LedgerError)
     async def ledger_error(request: Request, exc: e.LedgerError) -> JSONResponse:
         return problem(status_of(exc), exc.code, exc.title, exc.detail, **exc.extra)

@@ -84,6 +84,8 @@ async def authorize(transaction_id: UUID, request: Request) -> Response:
 
 
 @router.post("/v1/till-sessions/{till_session_id}/settle", openapi_extra=body_schema(SettleRequest),
+             responses={502: {"description": "The host refused (acquirer_refused); the batch stays open"},
+                        504: {"description": "No reply in time (acquirer_no_reply); nothing recorded: settle again"}},
              summary="Batch settlement (结算): send the batch totals to the host, record its answer, close the batch",
              description=(
                  "The service totals the batch from the ledger (debits: approved sales not voided or reversed; "

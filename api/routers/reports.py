@@ -9,12 +9,14 @@ the request waits, up to ``TIMEOUT_S``, until the view has applied it (read-your
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import date, datetime
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
@@ -43,7 +45,26 @@ from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT
 
 router = APIRouter(tags=["reports"])
 TIMEOUT_S = 5.0
+BIGINT_MAX = 2**63 - 1  # the largest integer a query may hand the view's SQL (SQLite and PostgreSQL alike)
+# Text a query hands the view's SQL: PostgreSQL refuses a NUL in a string parameter.
+QueryText = Annotated[str | None, Query(pattern=r"^[^\x00]*$")]
+
+
+def _iso_date(value: object) -> object:
+    """A business day is ISO 8601 text: pydantic alone would read ``date=0`` as 1970-01-01 (a Unix time)."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_date), Query(alias="date")]
+OptionalDay = Annotated[date | None, BeforeValidator(_iso_date), Query(alias="date")]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_TEXT, _FILE = {"schema": {"type": "string"}}, {"schema": {"type": "string", "format": "binary"}}
+# The formats a route answers besides JSON, for its OpenAPI (200) entry.
+_RECEIPT_FORMATS: dict[int | str, dict[str, Any]] = {200: {"content": {"text/plain": _TEXT, "application/pdf": _FILE}}}
+_DAY_FORMATS: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": _TEXT, XLSX: _FILE}}}
+_EVIDENCE_FORMATS: dict[int | str, dict[str, Any]] = {200: {"content": {"application/pdf": _FILE}}}
 receipt_readers = require("terminal", "accountant", "dispute", "admin")
 accountants = require("accountant", "admin")
 z_readers = require("terminal", "accountant", "admin")
@@ -59,6 +80,12 @@ def _services(request: Request) -> Services:
 async def _views(request: Request, wait_for_position: int | None) -> ReadModels:
     views = _services(request).views()
     if wait_for_position is not None:
+        # Past the log's head no append has answered that position: waiting for it would end in a 503 that
+        # tells the client to retry, forever.
+        head = await run_in_threadpool(views.runner.head)
+        if wait_for_position > head:
+            raise InvalidInput(f"wait_for_position {wait_for_position} is past the last recorded event ({head}); "
+                               "pass the position an append answered", field="wait_for_position")
         if not await run_in_threadpool(views.wait_for, wait_for_position, TIMEOUT_S):
             raise ProjectionBehind(f"the view has not reached position {wait_for_position} within {TIMEOUT_S:g} s; "
                                    "retry shortly", position=views.watch.position)
@@ -92,7 +119,8 @@ def _receipt(services: Services, principal: Principal, transaction_id: UUID, cop
     return receipt_document(_receipt_facts(services, principal, transaction_id), copy, reprint_no)  # type: ignore[arg-type]
 
 
-@router.get("/v1/transactions/{transaction_id}/receipt", summary="One copy of a transaction's receipt (签购单)")
+@router.get("/v1/transactions/{transaction_id}/receipt", summary="One copy of a transaction's receipt (签购单)",
+            responses=_RECEIPT_FORMATS)
 async def get_receipt(transaction_id: UUID, request: Request,
                       copy: Literal["merchant", "customer"] = "customer",
                       format: Literal["json", "text", "pdf"] = "json",  # noqa: A002 - the query parameter's name
@@ -114,8 +142,9 @@ async def get_receipt(transaction_id: UUID, request: Request,
 
 
 # ---- reconciliation ------------------------------------------------------------------------------
-@router.get("/v1/reports/day", summary="Day report (X report) for one business day: lines, fees, cash variance")
-async def get_day_report(request: Request, day: date = Query(..., alias="date"), store_id: str | None = None,
+@router.get("/v1/reports/day", summary="Day report (X report) for one business day: lines, fees, cash variance",
+            responses=_DAY_FORMATS)
+async def get_day_report(request: Request, day: Day, store_id: QueryText = None,
                          format: Literal["json", "csv", "xlsx"] = "json",  # noqa: A002
                          wait_for_position: int | None = Query(None, ge=1),
                          principal: Principal = Depends(accountants)) -> Response:
@@ -149,7 +178,7 @@ def build_day_report(views: ReadModels, day: str, store_id: str | None, now: dat
 
 
 @router.get("/v1/reports/z", summary="Z reports (one per settled terminal batch) of a business day")
-async def list_z_reports(request: Request, day: date = Query(..., alias="date"), store_id: str | None = None,
+async def list_z_reports(request: Request, day: Day, store_id: QueryText = None,
                          wait_for_position: int | None = Query(None, ge=1),
                          principal: Principal = Depends(accountants)) -> dict[str, Any]:
     views = await _views(request, wait_for_position)
@@ -219,10 +248,10 @@ async def get_settlement_matches(settlement_id: UUID, request: Request,
 
 # ---- dispute evidence ----------------------------------------------------------------------------
 @router.get("/v1/disputes/search", summary="Find transactions by RRN, auth code, terminal + trace, or last 4 + day")
-async def search_disputes(request: Request, rrn: str | None = None, auth_code: str | None = None,
-                          terminal_no: str | None = None, trace_no: str | None = None,
-                          last4: str | None = Query(None, pattern=r"^\d{4}$"), day: date | None = Query(None, alias="date"),
-                          amount_minor: int | None = Query(None, ge=0),
+async def search_disputes(request: Request, rrn: QueryText = None, auth_code: QueryText = None,
+                          terminal_no: QueryText = None, trace_no: QueryText = None,
+                          last4: str | None = Query(None, pattern=r"^\d{4}$"), day: OptionalDay = None,
+                          amount_minor: int | None = Query(None, ge=0, le=BIGINT_MAX),
                           wait_for_position: int | None = Query(None, ge=1),
                           principal: Principal = Depends(dispute_handlers)) -> dict[str, Any]:
     criteria: dict[str, Any] = {k: v for k, v in {
@@ -290,7 +319,7 @@ class _SystemReader:
 
 
 @router.get("/v1/disputes/{transaction_id}/evidence", summary="Dispute evidence bundle (JSON): timeline, chip "
-            "data, CVM, receipts, related credits, hash chain; as of any event version")
+            "data, CVM, receipts, related credits, hash chain; as of any event version", responses=_EVIDENCE_FORMATS)
 async def get_evidence(transaction_id: UUID, request: Request, as_of_version: int | None = Query(None, ge=1),
                        format: Literal["json", "pdf", "bundle"] = "json",  # noqa: A002
                        wait_for_position: int | None = Query(None, ge=1),

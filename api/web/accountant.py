@@ -63,7 +63,7 @@ def _day_page_data(services: Services, day: date, store_id: str | None) -> dict[
 
 @router.get("/ui/day")
 async def day_page(request: Request, day: date | None = Query(None, alias="date"),
-                   store: str | None = Query(None, max_length=64),
+                   store: str | None = Query(None, max_length=64, pattern=r"^[^\x00]*$"),
                    user: WebUser = Depends(accountant)) -> Response:
     services = _services(request)
     chosen = day or _today(services)
@@ -73,7 +73,7 @@ async def day_page(request: Request, day: date | None = Query(None, alias="date"
 
 @router.get("/ui/day.{extension}")
 async def day_download(request: Request, extension: str, day: date = Query(..., alias="date"),
-                       store: str | None = Query(None, max_length=64),
+                       store: str | None = Query(None, max_length=64, pattern=r"^[^\x00]*$"),
                        user: WebUser = Depends(accountant)) -> Response:
     if extension not in ("csv", "xlsx"):
         raise InvalidInput("download as .csv or .xlsx", field="extension")

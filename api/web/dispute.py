@@ -23,6 +23,7 @@ from projections.dispute import evidence_text
 from projections.pdf import text_pdf
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL refuses a NUL in a text parameter: a 422 page, never a 500
 dispute_handler = signed_in("dispute", "admin")
 SHOWN = 200
 # The searches the view has indexes for (the JSON API accepts the same).
@@ -38,8 +39,10 @@ def _search(services: Services, criteria: dict[str, Any]) -> list[dict[str, Any]
 
 
 @router.get("/ui/disputes")
-async def search_page(request: Request, rrn: str = Query("", max_length=12), auth_code: str = Query("", max_length=6),
-                      terminal_no: str = Query("", max_length=8), trace_no: str = Query("", max_length=6),
+async def search_page(request: Request, rrn: str = Query("", max_length=12, pattern=NO_NUL),
+                      auth_code: str = Query("", max_length=6, pattern=NO_NUL),
+                      terminal_no: str = Query("", max_length=8, pattern=NO_NUL),
+                      trace_no: str = Query("", max_length=6, pattern=NO_NUL),
                       last4: str = Query("", pattern=r"^(\d{4})?$"),
                       day: str = Query("", alias="date", pattern=r"^(\d{4}-\d{2}-\d{2})?$"),
                       amount_minor: str = Query("", pattern=r"^(\d{1,12})?$"),
