@@ -1,4 +1,6 @@
-"""Bearer tokens with roles. Tokens are stored hashed; a process trusts a lookup for a few seconds."""
+"""Bearer tokens with roles and an optional expiry. Tokens are stored hashed; a process trusts a lookup
+for a few seconds (a revocation elsewhere shows after that), but checks the expiry on every request
+against the services' clock."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from fastapi import Request
@@ -21,6 +24,7 @@ class Principal:
     token_id: UUID
     role: str
     terminal_id: UUID | None
+    expires_at: datetime | None = None
 
 
 def new_token() -> str:
@@ -46,7 +50,8 @@ class TokenAuthority:
         key = token_hash(token)
         now = time.monotonic()
         found = self.ledger.find_token(token)
-        principal = None if found is None or found.revoked else Principal(found.id, found.role, found.bound_terminal_id)
+        principal = None if found is None or found.revoked else Principal(found.id, found.role, found.bound_terminal_id,
+                                                                           found.expires_at)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (principal, now)
@@ -63,12 +68,16 @@ async def authenticate(request: Request, roles: tuple[str, ...]) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("send Authorization: Bearer <token>")
-    authority: TokenAuthority = request.app.state.services.tokens
+    services = request.app.state.services
+    authority: TokenAuthority = services.tokens
     hit, resolved = authority.cached(token)
     if not hit:
         resolved = await run_in_threadpool(authority.resolve, token)
     if resolved is None:
         raise NotAuthenticated("unknown or revoked token")
+    # The clock is read only for a token that can expire (a cached lookup is checked again each time).
+    if resolved.expires_at is not None and services.clock.now() >= resolved.expires_at:
+        raise NotAuthenticated("token expired")
     if resolved.role not in roles:
         raise Forbidden(f"this needs one of the roles: {', '.join(roles)}")
     return resolved

@@ -282,10 +282,16 @@ class OperatorEnrollment(Strict):
     password: StrictStr = Field(min_length=6, max_length=128)
 
 
+TOKEN_LIFETIME_MIN_S = 60
+TOKEN_LIFETIME_MAX_S = 400 * 24 * 3600
+
+
 class TokenRequest(Strict):
     role: Literal["terminal", "accountant", "dispute", "admin"]
     terminal_id: UUIDStr | None = None
     label: StrictStr = ""
+    expires_in_s: StrictInt | None = Field(None, ge=TOKEN_LIFETIME_MIN_S, le=TOKEN_LIFETIME_MAX_S, description=(
+        "Seconds until the token expires (60 s … 400 days); none: it lasts until revoked."))
 
 
 class TokenOut(BaseModel):
@@ -294,6 +300,7 @@ class TokenOut(BaseModel):
     role: str
     terminal_id: UUID | None
     label: str
+    expires_at: datetime | None = None
 
 
 # ---- acquirer host --------------------------------------------------------------------------------

@@ -60,13 +60,21 @@ def _topic(event: Any) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def _hashed(event: Any) -> dict[str, Any]:
+    """The event's attributes, less a field a later ``class_version`` added (named in the class's
+    ``hashed_only_when_set``) while it is null: an event stored before the field existed, upcast with
+    it set to None, then hashes as it did when its successor was chained to it."""
+    optional = getattr(type(event), "hashed_only_when_set", ())
+    return {k: v for k, v in vars(event).items() if v is not None or k not in optional}
+
+
 def event_record(event: Any) -> dict[str, Any]:
     """Canonical record of an eventsourcing domain event object."""
-    return canonical_record(_topic(event), vars(event))
+    return canonical_record(_topic(event), _hashed(event))
 
 
 def event_hash(event: Any) -> str:
-    return record_hash({"topic": _topic(event), **vars(event)})
+    return record_hash({"topic": _topic(event), **_hashed(event)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ with others into one store transaction by the group committer (``adapters.group_
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -105,11 +106,12 @@ class Ledger(Application[UUID]):
         return command
 
     @staticmethod
-    def issue_token(stamp: Stamp, token: str, role: str, terminal_id: UUID | None, label: str) -> Command[ApiToken]:
+    def issue_token(stamp: Stamp, token: str, role: str, terminal_id: UUID | None, label: str,
+                    expires_at: datetime | None = None) -> Command[ApiToken]:
         def command(uow: UnitOfWork) -> ApiToken:
             if terminal_id is not None:
                 uow.get(terminal_id, Terminal)
-            issued = ApiToken.issue(stamp, token, role, terminal_id, label)
+            issued = ApiToken.issue(stamp, token, role, terminal_id, label, expires_at)
             uow.add(issued)
             return issued
         return command
@@ -158,8 +160,9 @@ class Ledger(Application[UUID]):
 
     @staticmethod
     def change_staff_account(stamp: Stamp, user_name: str, *, password_hash: str | None = None,
-                             disable_reason: str | None = None, enable: bool = False) -> Command[StaffAccount]:
-        """A new password, disabling (ends its sessions) or enabling again."""
+                             disable_reason: str | None = None, enable: bool = False,
+                             sign_out: bool = False) -> Command[StaffAccount]:
+        """A new password, disabling, or signing out (each ends its sessions), or enabling again."""
         def command(uow: UnitOfWork) -> StaffAccount:
             account = uow.get(staff_account_id_for(check_user_name(user_name)), StaffAccount)
             if password_hash is not None:
@@ -168,6 +171,8 @@ class Ledger(Application[UUID]):
                 account.disable(stamp, disable_reason)
             if enable:
                 account.enable(stamp)
+            if sign_out:
+                account.sign_out(stamp)
             return account
         return command
 

@@ -3,7 +3,7 @@
 The account's id derives from its user name, so a sign-in looks it up without a secondary index.
 Only an argon2 hash of the password is kept. ``credential_version`` rises on every password change
 and on disabling: a web session remembers the version it was opened under, so changing a password
-or disabling an account ends every session opened before.
+disabling an account or signing out ends every session opened before.
 """
 
 from __future__ import annotations
@@ -70,6 +70,13 @@ class StaffAccount(LedgerAggregate):
             account.disabled = True
             account.credential_version += 1
 
+    class SignedOut(LedgerAggregate.Event):
+        """The person signed out: every session opened before ends (on every device), since a sealed
+        cookie copied elsewhere would otherwise stay valid until it expires."""
+
+        def apply(self, account: StaffAccount) -> None:
+            account.credential_version += 1
+
     class Enabled(LedgerAggregate.Event):
         def apply(self, account: StaffAccount) -> None:
             account.disabled = False
@@ -100,6 +107,9 @@ class StaffAccount(LedgerAggregate):
             raise InvalidInput("reason: at most 200 characters", field="reason")
         if not self.disabled:
             self._record(self.Disabled, stamp, reason=reason)
+
+    def sign_out(self, stamp: Stamp) -> None:
+        self._record(self.SignedOut, stamp)
 
     def enable(self, stamp: Stamp) -> None:
         if self.disabled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -82,10 +83,12 @@ async def enroll_operator(terminal_id: UUID, body: OperatorEnrollment, request: 
 async def issue_token(body: TokenRequest, request: Request, _: Principal = Depends(admin)) -> TokenOut:
     services = _services(request)
     token = new_token()
+    stamp = _stamp(services)
+    expires_at = stamp.server_time + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
     issued = await services.executor.submit(
-        Ledger.issue_token(_stamp(services), token, body.role, body.terminal_id, body.label))
+        Ledger.issue_token(stamp, token, body.role, body.terminal_id, body.label, expires_at))
     return TokenOut(token_id=issued.id, token=token, role=issued.role, terminal_id=issued.bound_terminal_id,
-                    label=issued.label)
+                    label=issued.label, expires_at=issued.expires_at)
 
 
 @router.delete("/v1/tokens/{token_id}", status_code=204, summary="Revoke a token")

@@ -16,6 +16,8 @@ from api.web.i18n import choose_language, translator
 from api.web.page import PageRoute, render, web_user
 from api.web.session import SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, SessionAuthority
 from domain.errors import StaffCredentialsInvalid
+from domain.ledger import Ledger
+from domain.stamp import Stamp
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 HOME = {"accountant": "/ui/day", "dispute": "/ui/disputes", "admin": "/ui/day"}
@@ -122,6 +124,13 @@ async def sign_out(request: Request, csrf: Annotated[str, Form(max_length=64)] =
     user = await run_in_threadpool(web_user, request)
     sessions: SessionAuthority = request.app.state.web_sessions
     response = RedirectResponse("/ui/sign-in", status_code=303)
+    if user is not None and sessions.sealer.csrf_ok(user.nonce, csrf):
+        # Recorded, so that the cookie, wherever a copy of it is, stops working (on every process
+        # within TILL_TOKEN_CACHE_S): a sealed cookie cannot be taken back otherwise.
+        services: Services = request.app.state.services
+        await services.executor.submit(Ledger.change_staff_account(
+            Stamp(None, None, None, services.clock.now()), user.user_name, sign_out=True))
+        sessions.forget(user.account_id)
     if user is None or sessions.sealer.csrf_ok(user.nonce, csrf):
         response.delete_cookie(SESSION_COOKIE, path="/")
     return response

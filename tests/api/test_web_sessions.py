@@ -187,3 +187,29 @@ def test_no_page_shows_more_of_a_card_than_the_masked_pan(browser: TestClient, c
     assert all(p.status_code == 200 for p in pages)
     assert all("476173******4242" in p.text for p in pages[1:])
     assert not any(re.search(r"476173\d{6}4242", p.text) for p in pages)
+
+
+def test_signing_out_ends_the_session_even_for_a_copy_of_its_cookie(browser: TestClient, services: Services) -> None:
+    open_account(services, "ana", "accountant")
+    sign_in(browser, "ana")
+    copied = browser.cookies[SESSION_COOKIE]
+    forged = browser.post("/ui/sign-out", data={"csrf": "not the token"})
+    assert forged.status_code == 303 and browser.get("/ui/day").status_code == 200  # a forged sign-out does nothing
+
+    signed_out = browser.post("/ui/sign-out", data={"csrf": csrf_of(browser.get("/ui/day").text)})
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/ui/sign-in"
+    browser.cookies.clear()
+    browser.cookies.set(SESSION_COOKIE, copied)
+    assert browser.get("/ui/day").status_code == 303
+    sign_in(browser, "ana")  # and the person signs in again as usual
+    assert browser.get("/ui/day").status_code == 200
+
+
+def test_a_nul_in_a_page_query_is_a_422_page_and_never_a_500(browser: TestClient, services: Services) -> None:
+    open_account(services, "root", "admin")
+    sign_in(browser, "root")
+    for path in (f"/ui/day?date={DAY}&store=S%001", f"/ui/day.csv?date={DAY}&store=%00",
+                 f"/ui/disputes?rrn=1%002", f"/ui/disputes?terminal_no=1%00&trace_no=000001",
+                 f"/ui/disputes?auth_code=A%00"):
+        response = browser.get(path)
+        assert response.status_code == 422 and response.headers["content-type"].startswith("text/html"), path
