@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -115,6 +115,22 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate(args.service_url, token, args.terminals, args.sales, args.seed, args.work_dir)
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def token_lifetime(text: str) -> timedelta:
+    """``--expires-in``: ``90d``, ``12h``, ``30m``, ``600s`` or plain seconds, within the API's bounds."""
+    from api.schemas import TOKEN_LIFETIME_MAX_S, TOKEN_LIFETIME_MIN_S
+
+    number, unit = (text[:-1], text[-1].lower()) if text[-1:].isalpha() else (text, "s")
+    if not number.isdigit() or unit not in _DURATION_UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r}: write it as 90d, 12h, 30m or 600s")
+    seconds = int(number) * _DURATION_UNITS[unit]
+    if not TOKEN_LIFETIME_MIN_S <= seconds <= TOKEN_LIFETIME_MAX_S:
+        raise argparse.ArgumentTypeError(f"{text!r}: a token lives from 60 s to 400 days")
+    return timedelta(seconds=seconds)
+
+
 def _token_create(args: argparse.Namespace) -> int:
     from adapters.group_commit import run_alone
     from api.app import build_services
@@ -124,11 +140,14 @@ def _token_create(args: argparse.Namespace) -> int:
 
     services = build_services(Settings(), create_tables=True, read_models=False)
     token = new_token()
+    now = services.clock.now()
+    expires_at = now + args.expires_in if args.expires_in else None
     issued = run_alone(services.ledger, Ledger.issue_token(
-        Stamp(None, None, None, services.clock.now()), token, args.role, args.terminal, args.label))
+        Stamp(None, None, None, now), token, args.role, args.terminal, args.label, expires_at))
     services.ledger.close()
     print(f"token_id: {issued.id}")
     print(f"role:     {issued.role}" + (f" (terminal {issued.bound_terminal_id})" if issued.bound_terminal_id else ""))
+    print(f"expires:  {issued.expires_at.isoformat() if issued.expires_at else 'never (until revoked)'}")
     print(f"token:    {token}")
     print("The token is shown only this once; the ledger stores its hash.", file=sys.stderr)
     return 0
@@ -274,6 +293,13 @@ def _verify(args: argparse.Namespace) -> int:
     from adapters.signing import key_id, load_public_pem, verify
     from projections.bundle import verify_bundle
 
+    if args.store or args.bundle is None:
+        if args.bundle is not None or not args.store:
+            print("till verify: give either a bundle file or --store (see till verify --help)", file=sys.stderr)
+            return 2
+        from api.verify_store import verify_store
+
+        return verify_store(args)
     try:
         bundle = json.loads(args.bundle.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -296,7 +322,8 @@ def _verify(args: argparse.Namespace) -> int:
             f"the key in the bundle (id {verdict.key_id}); compare it with GET /v1/keys/signing or pass --public-key"
         print(f"VALID: {len(bundle['events'])} events, chain intact, signed by {who}")
         return 0
-    print("INVALID:")
+    evidence = bundle.get("evidence") if isinstance(bundle, dict) else None
+    print(f"INVALID: evidence of transaction {evidence.get('transaction_id') if isinstance(evidence, dict) else '?'}:")
     for problem in verdict.problems:
         print(f"  - {problem}")
     return 1
@@ -437,6 +464,9 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["terminal", "accountant", "dispute", "admin"])
     create.add_argument("--terminal", type=UUID, default=None, help="terminal id (required for --role terminal)")
     create.add_argument("--label", default="", help="a note on who holds the token")
+    create.add_argument("--expires-in", type=token_lifetime, default=None, metavar="DURATION",
+                        help="the token expires after this long: 90d, 12h, 30m, 600s (60 s to 400 days; "
+                        "default: never, until revoked)")
     create.set_defaults(run=_token_create)
     revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id", type=UUID)
@@ -488,11 +518,27 @@ def parser() -> argparse.ArgumentParser:
     imports.add_argument("--full", action="store_true", help="print every matched and unmatched line")
     imports.set_defaults(run=_settlement_import)
 
-    check = commands.add_parser("verify", help="check a dispute evidence bundle offline: every event's hash, "
-                                "the chain, and the service's signature; names any edit, deletion or reordering")
-    check.add_argument("bundle", type=Path, help="evidence-….json from GET /v1/disputes/{id}/evidence?format=bundle")
+    from api.verify_store import DESCRIPTION as VERIFY_DESCRIPTION
+
+    check = commands.add_parser("verify", help="check a dispute evidence bundle offline, or (--store) the whole "
+                                "store for tampering; names any edit, deletion or reordering",
+                                description=VERIFY_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                usage="till verify BUNDLE.json [--public-key PEM]\n       till verify --store "
+                                "[--json] [--heads FILE] [--save-heads FILE] [--strict-gaps]")
+    check.add_argument("bundle", type=Path, nargs="?", default=None,
+                       help="evidence-….json from GET /v1/disputes/{id}/evidence?format=bundle")
     check.add_argument("--public-key", type=Path, default=None,
                        help="the service's public key (PEM, from GET /v1/keys/signing) to trust the signer")
+    check.add_argument("--store", action="store_true", help="check the store TILL_* names instead of a bundle "
+                       "(read-only): hash chains, the notification log, snapshots, the view and its totals")
+    check.add_argument("--json", action="store_true", help="with --store: print the findings as JSON")
+    check.add_argument("--heads", type=Path, default=None, metavar="FILE",
+                       help="with --store: also check the stream heads saved earlier (covers each stream's last event)")
+    check.add_argument("--save-heads", type=Path, default=None, metavar="FILE",
+                       help="with --store: when the store is intact, save its stream heads to FILE (signed when "
+                       "the signing key is readable); keep it off the database host")
+    check.add_argument("--strict-gaps", action="store_true", help="with --store on PostgreSQL: count every "
+                       "unexplained gap in the notification ids as tampering (a rolled-back insert also leaves one)")
     check.set_defaults(run=_verify)
 
     doctor = commands.add_parser("doctor", help="check this deployment and say what is wrong in plain words",

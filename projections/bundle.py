@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.chain import GENESIS, record_hash
+from projections.evidence_recheck import evidence_disagreements
 
 FORMAT = "till-ledger/evidence-bundle/1"
 
@@ -64,7 +65,7 @@ def check_events(records: list[dict[str, Any]], verdict: BundleVerdict) -> None:
             previous = ""  # the successor of a deleted event cannot be chained
             continue
         if record_hash(_without_hash(record)) != record.get("hash"):
-            verdict.fail(f"event version {version} ({record.get('topic', '?').rpartition('.')[2]}) was edited: "
+            verdict.fail(f"event version {version} ({str(record.get('topic', '?')).rpartition('.')[2]}) was edited: "
                          "its content does not match its hash")
         if previous and record.get("prev_hash") != previous:
             verdict.fail(f"event version {version} does not follow version {version - 1} (prev_hash differs)")
@@ -90,6 +91,9 @@ def verify_bundle(bundle: dict[str, Any], check_signature: Callable[[bytes, dict
         return verdict
     records = bundle.get("events") or []
     evidence = bundle.get("evidence") or {}
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records) or not isinstance(evidence, dict):
+        verdict.fail("the bundle's events or evidence are not in the bundle format (edited)")
+        return verdict
     check_events(records, verdict)
     check_evidence(evidence, records, verdict)
     signature = bundle.get("signature") or {}
@@ -98,4 +102,9 @@ def verify_bundle(bundle: dict[str, Any], check_signature: Callable[[bytes, dict
     verdict.signer_trusted = trusted
     if not valid:
         verdict.fail("the signature does not match: the bundle was changed after the service signed it")
+        # Where: what the evidence states that its own events do not bear out (only now: a service
+        # that signed a summary its view had not yet caught up with is not an editor).
+        for problem in evidence_disagreements(evidence, records):
+            if not any(problem.partition(":")[0] in known for known in verdict.problems):
+                verdict.fail(problem)
     return verdict

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,91 @@ def test_a_bundle_re_signed_by_another_key_is_refused_when_the_services_key_is_g
     code, out = verify(tmp_path, forged, capsys, "--public-key", str(tmp_path / "service.pem"))
 
     assert code == 1 and "signature does not match" in out
+
+
+# ---- many random tamperings of each kind: every one found, and the event or field named ------------
+_EVENT_DERIVED_SUMMARY = ("kind", "payment_method", "status", "outcome", "amount_minor", "currency", "operator_no",
+                          "batch_no", "trace_no", "stan", "auth_code", "rrn", "response_code", "opened_at",
+                          "authorized_at", "completed_at")
+
+
+def _one_char_changed(value: Any, rng: random.Random) -> Any:
+    """``value`` with one character (one digit of a number) changed; containers: one leaf inside."""
+    if isinstance(value, dict) and value:
+        key = rng.choice(sorted(value))
+        return {**value, key: _one_char_changed(value[key], rng)}
+    if isinstance(value, list) and value:
+        at = rng.randrange(len(value))
+        return [*value[:at], _one_char_changed(value[at], rng), *value[at + 1:]]
+    if isinstance(value, bool) or value is None:
+        return not value if isinstance(value, bool) else "0"
+    text = str(value)
+    at = rng.randrange(len(text)) if text else 0
+    pool = "0123456789" if isinstance(value, int) else "0123456789abcdefXYZ -:"
+    changed = text[:at] + rng.choice([c for c in pool if c != text[at:at + 1]]) + text[at + 1:]
+    return int(changed) if isinstance(value, int) and changed.lstrip("-").isdigit() else changed
+
+
+def _named(out: str, version: int) -> bool:
+    return re.search(rf"version {version}\b", out) is not None
+
+
+def test_every_random_one_character_edit_of_a_bundles_event_is_found_and_the_event_named(
+        bundle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(2026)
+    edited = 0
+    for attempt in range(60):
+        tampered = copy.deepcopy(bundle)
+        event = rng.choice(tampered["events"])
+        version = event["originator_version"]
+        name = rng.choice(sorted(event))
+        event[name] = _one_char_changed(event[name], rng)
+        if event[name] == bundle["events"][version - 1][name]:
+            continue  # e.g. "0" -> "00" read back as the same number
+
+        code, out = verify(tmp_path, tampered, capsys)
+
+        assert code == 1 and out.startswith(f"INVALID: evidence of transaction {bundle['evidence']['transaction_id']}")
+        assert _named(out, version), f"edit {attempt} of {name} in version {version} not named:\n{out}"
+        edited += 1
+    assert edited >= 50
+
+
+def test_every_deleted_or_reordered_event_of_a_bundle_is_found_and_named(
+        bundle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(7)
+    count = len(bundle["events"])
+    for version in range(1, count + 1):  # each event deleted in turn, the last one too
+        tampered = copy.deepcopy(bundle)
+        del tampered["events"][version - 1]
+        code, out = verify(tmp_path, tampered, capsys)
+        assert code == 1 and f"event version {version} is missing" in out, out
+    for attempt in range(30):
+        first, second = sorted(rng.sample(range(count), 2))
+        tampered = copy.deepcopy(bundle)
+        events = tampered["events"]
+        events[first], events[second] = events[second], events[first]
+        code, out = verify(tmp_path, tampered, capsys)
+        assert code == 1 and "out of order" in out, out
+        assert _named(out, first + 1) and _named(out, second + 1), out
+
+
+def test_every_edited_summary_field_is_found_and_named_against_the_events(
+        bundle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(11)
+    for name in _EVENT_DERIVED_SUMMARY:
+        tampered = copy.deepcopy(bundle)
+        tampered["evidence"]["summary"][name] = _one_char_changed(tampered["evidence"]["summary"][name], rng)
+        code, out = verify(tmp_path, tampered, capsys)
+        assert code == 1 and "signature does not match" in out
+        assert f"evidence summary.{name} says" in out, out
+    for section, name in (("card", "masked_pan"), ("chip_data", "cryptogram"), ("cvm", "method")):
+        tampered = copy.deepcopy(bundle)
+        tampered["evidence"][section][name] = _one_char_changed(tampered["evidence"][section][name], rng)
+        code, out = verify(tmp_path, tampered, capsys)
+        assert code == 1 and f"evidence {section}.{name} says" in out, out
+    tampered = copy.deepcopy(bundle)  # from the terminal's stream, not the bundle's events: the signature alone
+    tampered["evidence"]["summary"]["merchant_no"] = "898310048990009"
+    assert verify(tmp_path, tampered, capsys) == (1, "INVALID: evidence of transaction "
+                                                  f"{bundle['evidence']['transaction_id']}:\n  - the signature does "
+                                                  "not match: the bundle was changed after the service signed it\n")
