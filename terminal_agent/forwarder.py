@@ -17,6 +17,7 @@ from terminal_agent.journal import Journal, OutboxRow
 from terminal_agent.service_client import ServiceClient, ServiceRefused, ServiceUnreachable
 
 log = logging.getLogger("till.agent.forwarder")
+CHUNK = 16  # rows sent per hold of the pass lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +54,15 @@ class Forwarder:
         for; if it is refused it is withdrawn (the flow corrects it at once) rather than left holding
         back its stream. Any other refused row is marked rejected."""
         sent, refused = 0, []
-        with self._pass:
-            try:
-                while rows := self._journal.queued(stream_id):
+        try:
+            while True:
+                # The lock is held for a few rows at a time, not the whole backlog: after a long outage
+                # the background pass may have hundreds to send, and the cashier's own flush (of the
+                # sale in hand) must get between them. Each stream's rows still go in journal order.
+                with self._pass:
+                    rows = self._journal.queued(stream_id, limit=CHUNK)
+                    if not rows:
+                        break
                     for row in rows:
                         try:
                             self._client.append(row.path, row.envelope)
@@ -70,13 +77,14 @@ class Forwarder:
                             break  # the stream's later rows depend on this one
                         self._journal.mark_forwarded(row.seq)
                         sent += 1
+                        self._set_online(True)  # the service answers: the counter may sell by card again
                     else:
                         continue
-                    if withdraw_seq is not None:
-                        break
-            except ServiceUnreachable as exc:
-                self._set_online(False)
-                return FlushResult(False, sent, tuple(refused), exc)
+                if withdraw_seq is not None:
+                    break
+        except ServiceUnreachable as exc:
+            self._set_online(False)
+            return FlushResult(False, sent, tuple(refused), exc)
         self._set_online(True)
         return FlushResult(not refused, sent, tuple(refused))
 
