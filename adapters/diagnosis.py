@@ -123,6 +123,12 @@ def diagnose(title: str, checks: Iterable[Check], *,
     return Diagnosis(title, results)
 
 
+def print_diagnosis(diagnosis: Diagnosis, *, as_json: bool) -> int:
+    """Print the findings (text for people, JSON for scripts); the exit status: 1 with any problem."""
+    print(diagnosis.as_json() if as_json else diagnosis.as_text(), end="", flush=True)
+    return diagnosis.exit_code
+
+
 def _run_bounded(check: Check) -> Finding:
     outcome: list[Finding] = []
 

@@ -31,7 +31,8 @@ import httpx
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from adapters.diagnosis import Check, Diagnosis, Finding, diagnose, mask_url, ok, problem, settings_problem, warning
+from adapters.diagnosis import (Check, Diagnosis, Finding, diagnose, mask_url, ok, print_diagnosis, problem,
+                                settings_problem, warning)
 from adapters.settings import Settings
 from api.store_diagnosis import CONNECT_TIMEOUT_S, StoreDiagnosis, store_errors
 from projections.read_models import PROJECTIONS
@@ -230,6 +231,4 @@ def run_checks() -> Diagnosis:
 
 def main(*, as_json: bool = False) -> int:
     """Print the diagnosis; the exit status is 1 when any check found a problem."""
-    diagnosis = run_checks()
-    print(diagnosis.as_json() if as_json else diagnosis.as_text(), end="", flush=True)
-    return diagnosis.exit_code
+    return print_diagnosis(run_checks(), as_json=as_json)

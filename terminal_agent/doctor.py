@@ -27,7 +27,8 @@ import httpx
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from adapters.diagnosis import Check, Diagnosis, Finding, diagnose, mask_url, ok, problem, settings_problem, warning
+from adapters.diagnosis import (Check, Diagnosis, Finding, diagnose, mask_url, ok, print_diagnosis, problem,
+                                settings_problem, warning)
 from terminal_agent.settings import AgentSettings
 
 TIMEOUT_S = 3.0
@@ -274,6 +275,4 @@ def run_checks() -> Diagnosis:
 
 def main(*, as_json: bool = False) -> int:
     """Print the diagnosis; the exit status is 1 when any check found a problem."""
-    diagnosis = run_checks()
-    print(diagnosis.as_json() if as_json else diagnosis.as_text(), end="", flush=True)
-    return diagnosis.exit_code
+    return print_diagnosis(run_checks(), as_json=as_json)
