@@ -86,7 +86,12 @@ class AuthorizationPlan:
 
 def begin_authorization(transaction_id: UUID, expected_version: int, stamp: Stamp,
                         card: CardData) -> Command:
-    """Record AuthorizationRequested (STAN = the trace number) and build the host request."""
+    """Record AuthorizationRequested (STAN = the trace number) and build the host request.
+
+    The executor may run this command again after the store took its append: a connection lost as
+    the insert committed, retried into an IntegrityError, looks like a concurrent writer. That second
+    run must still send the request (it is this call's own), not answer it as a client's retry."""
+    built: list[FinancialRequest] = []  # the request an earlier run of this same command recorded
 
     def command(uow: UnitOfWork) -> AuthorizationPlan:
         txn = uow.find(transaction_id, Transaction, at_least_version=expected_version)
@@ -97,7 +102,11 @@ def begin_authorization(transaction_id: UUID, expected_version: int, stamp: Stam
         if txn.txn_terminal_id != stamp.terminal_id:
             raise Forbidden("this stream belongs to another terminal")
         if txn.version != expected_version:  # an identical retry answers what was recorded; else 409
-            return AuthorizationPlan(_txn_append(uow, request), None)
+            replay = _txn_append(uow, request)
+            # Ours: this command built a request, and the stream's last event is the one it appended
+            # (its stamp's time; a client's retry is another HTTP request with a stamp of its own).
+            ours = built and txn.version == expected_version + 1 and txn.modified_on == stamp.server_time
+            return AuthorizationPlan(replay, built[0] if ours else None)
         terminal = uow.get(txn.txn_terminal_id, Terminal, max_age=TERMINAL_MAX_AGE_S)
         if txn.payment_method != "card":
             raise OutOfSequence("only a card transaction is authorized by the host")
@@ -107,7 +116,8 @@ def begin_authorization(transaction_id: UUID, expected_version: int, stamp: Stam
                              f"start again in batch {terminal.batch_label}", open_batch=terminal.batch_label)
         check_card(txn, card)
         result = _txn_append(uow, request)
-        return AuthorizationPlan(result, financial_request(uow, txn, terminal, card, stamp.server_time))
+        built[:] = [financial_request(uow, txn, terminal, card, stamp.server_time)]
+        return AuthorizationPlan(result, built[0])
 
     return command
 

@@ -279,6 +279,31 @@ def test_a_request_left_pending_by_a_stopped_service_is_resolved_by_reversal(
         second.close()
 
 
+def test_a_request_whose_commit_the_executor_runs_again_is_still_sent_but_a_clients_retry_is_not(
+        settings: Settings, simulator: Any, admin_token: str, offset_clock: OffsetClock) -> None:
+    services = build_services(host_settings(settings, simulator[1]), clock=offset_clock, hasher=fast_hasher())
+    try:
+        with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
+            till = HostTill(client, admin_token).register().open()
+            till.sign_on()
+            txn = till.ready(7_700, test_pan(12))
+            stamp = Stamp(UUID(till.terminal_id), "01", None, offset_clock.now())
+            command = host_commands.begin_authorization(UUID(txn.stream_id), txn.version, stamp,
+                                                        CardData(test_pan(12)))
+            first = services.executor.run(command)
+            # The group committer runs the same command again when the store took the append but the
+            # connection broke before it said so (the retried insert fails with IntegrityError).
+            again = services.executor.run(command)
+            retry = services.executor.run(host_commands.begin_authorization(
+                UUID(txn.stream_id), txn.version, Stamp(UUID(till.terminal_id), "01", None, offset_clock.now()),
+                CardData(test_pan(12))))
+        assert first.request is not None and again.request == first.request
+        assert again.result.replayed and again.result.version == first.result.version
+        assert retry.request is None  # another HTTP request: a client's retry, sent by whoever made it
+    finally:
+        services.close()
+
+
 # ---- void, refund, settlement ---------------------------------------------------------------------------
 def test_void_refund_and_settlement_go_to_the_host_and_its_file_imports_cleanly(
         till: HostTill, simulator: Any, client: TestClient, admin_token: str, tmp_path: Path,
