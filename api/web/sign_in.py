@@ -71,10 +71,12 @@ async def home(request: Request) -> Response:
 
 
 def _sign_in_form(request: Request, status: int = 200, message: str | None = None,
-                  user_name: str = "") -> Response:
+                  user_name: str = "", next_page: str | None = None) -> Response:
     token = request.cookies.get(SIGN_IN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    # The page asked for survives a failed attempt: it comes back in the form, not the query.
+    wanted = _safe_next(next_page if next_page is not None else request.query_params.get("next"))
     response = render(request, "sign_in.html", status=status, sign_in_csrf=token, message=message,
-                      user_name=user_name, next=_safe_next(request.query_params.get("next")) or "")
+                      user_name=user_name, next=wanted or "")
     response.set_cookie(SIGN_IN_CSRF_COOKIE, token, samesite="strict", httponly=True, path="/ui/sign-in",
                         secure=_secure(request))
     return response
@@ -97,19 +99,19 @@ async def sign_in(request: Request, user_name: Annotated[str, Form(max_length=64
     t = translator(choose_language(request))
     cookie = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
     if not cookie or not secrets.compare_digest(cookie, csrf):
-        return _sign_in_form(request, 403, t("form_expired"), user_name)
+        return _sign_in_form(request, 403, t("form_expired"), user_name, next)
     throttle: SignInThrottle = request.app.state.sign_in_throttle
     key = (user_name.lower(), request.client.host if request.client else "")
     wait = throttle.wait_s(key)
     if wait > 0:
-        return _sign_in_form(request, 429, f"{t('too_many')} ({int(wait // 60) + 1} min)", user_name)
+        return _sign_in_form(request, 429, f"{t('too_many')} ({int(wait // 60) + 1} min)", user_name, next)
     services: Services = request.app.state.services
     try:
         account = await run_in_threadpool(services.ledger.verify_staff, user_name, password, services.hasher)
     except StaffCredentialsInvalid as exc:
         throttle.failed(key)
         return _sign_in_form(request, 401, t("wrong_credentials") if "disabled" not in exc.detail
-                             else t("account_disabled"), user_name)
+                             else t("account_disabled"), user_name, next)
     throttle.succeeded(key)
     sessions: SessionAuthority = request.app.state.web_sessions
     response = RedirectResponse(_safe_next(next) or HOME[account.role], status_code=303)

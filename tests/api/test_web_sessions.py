@@ -213,3 +213,9 @@ def test_a_nul_in_a_page_query_is_a_422_page_and_never_a_500(browser: TestClient
                  f"/ui/disputes?auth_code=A%00"):
         response = browser.get(path)
         assert response.status_code == 422 and response.headers["content-type"].startswith("text/html"), path
+
+
+def test_the_page_asked_for_survives_a_wrong_password(browser: TestClient, services: Services) -> None:
+    open_account(services, "ana", "accountant")
+    failed = sign_in(browser, "ana", "not the password", next_page=f"/ui/day?date={DAY}")
+    assert failed.status_code == 401 and f'name="next" value="/ui/day?date={DAY}"' in failed.text  # type: ignore[attr-defined]
