@@ -66,6 +66,14 @@ def postgres_settings(tmp_path: Path, **overrides: object) -> Iterator[Settings]
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def point_env_at(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TILL_* variables naming the store of ``settings``, for a command line run in this process."""
+    monkeypatch.setenv("TILL_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("TILL_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("TILL_DATABASE_SCHEMA", settings.database_schema)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """Settings for a fresh, empty store of each kind."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from adapters.settings import Settings
 from domain.card_data import luhn_valid
 from tests.counter import SHANGHAI, Stream, Till
 
@@ -94,3 +95,13 @@ class HostTill(Till):
                 txn.version = state["version"]
                 return state
             time.sleep(0.05)
+
+
+REPLY_TIMEOUT_S = 0.5  # how long the service waits for the host in these tests
+
+
+def host_settings(settings: Settings, port: int) -> Settings:
+    """``settings`` pointed at a host on ``port``, with short timeouts so in-doubt cases settle fast."""
+    return settings.model_copy(update={
+        "acquirer_url": f"127.0.0.1:{port}", "acquirer_timeout_s": REPLY_TIMEOUT_S, "acquirer_connect_timeout_s": 1.0,
+        "reversal_scan_s": 0.3, "reversal_retry_max_s": 0.4, "embedded_projections": True})

@@ -32,9 +32,8 @@ from projections.in_doubt import ViewInDoubtSource
 from tests.api.stored_text import stored_text
 from tests.conftest import fast_hasher
 from tests.counter import SHANGHAI, Stream
-from tests.host_counter import HostTill, test_pan
+from tests.host_counter import HostTill, host_settings, test_pan
 
-REPLY_TIMEOUT_S = 0.5
 
 
 class OffsetClock:
@@ -54,12 +53,6 @@ def simulator(tmp_path: Path) -> Iterator[tuple[AcquirerSimulator, int]]:
     with SimulatorThread(sim) as port:
         yield sim, port
     sim.close()
-
-
-def host_settings(settings: Settings, port: int) -> Settings:
-    return settings.model_copy(update={
-        "acquirer_url": f"127.0.0.1:{port}", "acquirer_timeout_s": REPLY_TIMEOUT_S, "acquirer_connect_timeout_s": 1.0,
-        "reversal_scan_s": 0.3, "reversal_retry_max_s": 0.4, "embedded_projections": True})
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.settings import Settings
 from api.cli import main
-from tests.conftest import SteppingClock, make_services
+from tests.conftest import SteppingClock, make_services, point_env_at
 from tests.integration.counter_commands import CounterCommands
 
 
@@ -28,11 +28,8 @@ def store_with_a_day(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Cou
             services.executor.run(command)
     finally:
         services.close()
-    monkeypatch.setenv("TILL_DATA_DIR", str(settings.data_dir))
+    point_env_at(settings, monkeypatch)
     monkeypatch.setenv("TILL_EMBEDDED_PROJECTIONS", "false")
-    if settings.database_url:
-        monkeypatch.setenv("TILL_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("TILL_DATABASE_SCHEMA", settings.database_schema)
     return counter
 
 

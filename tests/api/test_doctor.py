@@ -25,7 +25,7 @@ from api.database_setup import init_database
 from api.cli import main
 from api.store_diagnosis import LAG_WARNING, projection_finding
 from projections.runner import poll_until
-from tests.conftest import TEST_DATABASE_URL, SteppingClock, make_services
+from tests.conftest import SteppingClock, TEST_DATABASE_URL, make_services, point_env_at
 from tests.e2e.live_service import free_port
 
 
@@ -38,13 +38,6 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TILL_PORT", str(free_port()))
 
 
-def point_at(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TILL_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("TILL_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("TILL_DATABASE_SCHEMA", settings.database_schema)
-
-
 @pytest.fixture
 def deployment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """What `till serve` leaves behind: tables, signing key, first admin token, the view at the head."""
@@ -55,7 +48,7 @@ def deployment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
         assert services.views().runner.refresh(timeout=10)
     finally:
         services.close()
-    point_at(settings, monkeypatch)
+    point_env_at(settings, monkeypatch)
     return settings
 
 
@@ -168,7 +161,7 @@ def test_an_empty_data_dir_is_a_problem_that_hints_at_db_init(
 @pytest.mark.postgres
 def test_a_fresh_postgres_schema_is_a_problem_that_hints_at_db_init(
         pg_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    point_at(pg_settings, monkeypatch)
+    point_env_at(pg_settings, monkeypatch)
 
     status, out = doctor(capsys)
 
@@ -186,7 +179,7 @@ def test_the_role_till_db_init_grants_passes_and_one_privilege_less_is_named_wit
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:
         init_database(pg_settings, role)  # `till db init --app-role ROLE`, as the owner
-        point_at(pg_settings, monkeypatch)
+        point_env_at(pg_settings, monkeypatch)
         monkeypatch.setenv("TILL_DATABASE_URL", TEST_DATABASE_URL.replace("postgres@", f"{role}@", 1))
         granted_status, granted = doctor(capsys)
         with psycopg.connect(libpq_conninfo(pg_settings), autocommit=True) as conn:
@@ -212,7 +205,7 @@ def test_a_projection_behind_the_log_with_no_runner_is_a_warning_and_a_running_o
     services = make_services(settings, SteppingClock())
     try:
         ensure_first_admin_token(services)  # one event in the log; nothing has applied it
-        point_at(settings, monkeypatch)
+        point_env_at(settings, monkeypatch)
 
         status, behind = findings(capsys)
         services.views().runner.start()  # as `till serve` does: holds the runner lock and follows the log

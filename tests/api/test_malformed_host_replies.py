@@ -28,9 +28,8 @@ from adapters.settings import Settings
 from api.app import build_services
 from api.services import Services
 from tests.conftest import SteppingClock, fast_hasher
-from tests.host_counter import HostTill, test_pan
+from tests.host_counter import REPLY_TIMEOUT_S, HostTill, host_settings, test_pan
 
-REPLY_TIMEOUT_S = 0.5
 
 
 def frame(body: bytes) -> bytes:
@@ -170,10 +169,7 @@ def host(simulator: tuple[AcquirerSimulator, int]) -> Iterator[SpoilingHost]:
 
 @pytest.fixture
 def services(settings: Settings, host: SpoilingHost, clock: SteppingClock) -> Iterator[Services]:
-    built = build_services(settings.model_copy(update={
-        "acquirer_url": f"127.0.0.1:{host.port}", "acquirer_timeout_s": REPLY_TIMEOUT_S,
-        "acquirer_connect_timeout_s": 1.0, "reversal_scan_s": 0.3, "reversal_retry_max_s": 0.4,
-        "embedded_projections": True}), clock=clock, hasher=fast_hasher())
+    built = build_services(host_settings(settings, host.port), clock=clock, hasher=fast_hasher())
     try:
         yield built
     finally:

@@ -7,15 +7,12 @@ import pytest
 from adapters.settings import Settings
 from api.cli import main
 from domain.errors import StaffCredentialsInvalid
-from tests.conftest import fast_hasher, make_services, SteppingClock
+from tests.conftest import SteppingClock, fast_hasher, make_services, point_env_at
 
 
 @pytest.fixture
 def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("TILL_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("TILL_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("TILL_DATABASE_SCHEMA", settings.database_schema)
+    point_env_at(settings, monkeypatch)
     return settings
 
 

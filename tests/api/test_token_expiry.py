@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from adapters.settings import Settings
 from api.cli import main
 from api.services import Services
-from tests.conftest import SteppingClock
+from tests.conftest import SteppingClock, point_env_at
 from tests.v1_token_events import KEPT_TOKEN, REVOKED_TOKEN, V1_EVENTS
 
 PROBLEM = "application/problem+json"
@@ -94,10 +94,7 @@ def test_tokens_stored_before_expiry_existed_still_authenticate_and_a_revoked_on
 # ---- till token create --expires-in ---------------------------------------------------------------
 @pytest.fixture
 def till_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("TILL_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("TILL_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("TILL_DATABASE_SCHEMA", settings.database_schema)
+    point_env_at(settings, monkeypatch)
     return services
 
 

@@ -36,7 +36,7 @@ from domain.ledger import Ledger
 from domain.stamp import Stamp
 from projections.aggregates import AGGREGATES
 from projections.rows import TERMINAL, TILL, TRANSACTION, Z_REPORT
-from tests.conftest import SteppingClock, make_services
+from tests.conftest import SteppingClock, make_services, point_env_at
 from tests.integration.counter_commands import CounterCommands
 from tests.projections.test_random_day import RandomDay
 
@@ -187,11 +187,8 @@ def store(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         services.views().runner.catch_up()  # with the Z report it issues, and applies, on the way
     finally:
         services.close()
-    monkeypatch.setenv("TILL_DATA_DIR", str(settings.data_dir))
+    point_env_at(settings, monkeypatch)
     monkeypatch.setenv("TILL_EMBEDDED_PROJECTIONS", "false")
-    if settings.database_url:
-        monkeypatch.setenv("TILL_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("TILL_DATABASE_SCHEMA", settings.database_schema)
     heads = tmp_path / "heads.json"
     assert main(["verify", "--store", "--save-heads", str(heads)]) == 0
     capsys.readouterr()
@@ -431,10 +428,7 @@ def test_a_changed_snapshot_is_found_against_the_events_replayed_to_it(
         RandomDay(services, CounterCommands(clock), 5).play(per_batch=52)
     finally:
         services.close()
-    monkeypatch.setenv("TILL_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("TILL_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("TILL_DATABASE_SCHEMA", settings.database_schema)
+    point_env_at(settings, monkeypatch)
     raw = RawTables(settings)
     table = f"{raw.events_table.rpartition('ledger_events')[0]}ledger_snapshots" if raw.postgres else "stored_snapshots"
     try:
