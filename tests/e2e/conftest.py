@@ -27,7 +27,7 @@ from terminal_agent.scripted_cashier import ScriptedCashier
 from terminal_agent.settings import AgentSettings
 from terminal_agent.virtual_hands import VpcdHands
 from tests.conftest import fast_hasher
-from tests.e2e.live_service import LiveService
+from tests.e2e.live_service import LiveService, recorded_events
 from tests.hardware.pcscd import PcscDaemon
 
 PASSWORD = "counter-01"
@@ -83,11 +83,7 @@ class Counter:
     admin: httpx.Client
 
     def events(self, transaction_id: str) -> list[dict[str, Any]]:
-        response = self.admin.get(f"/v1/transactions/{transaction_id}/events")
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["chain_valid"] is True
-        return body["events"]  # type: ignore[no-any-return]
+        return recorded_events(self.admin, transaction_id)
 
     def types(self, transaction_id: str) -> list[str]:
         return [e["type"] for e in self.events(transaction_id)]

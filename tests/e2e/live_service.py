@@ -7,7 +7,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+import httpx
 import uvicorn
 
 from api.app import create_app
@@ -61,3 +63,12 @@ class LiveService:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def recorded_events(admin: httpx.Client, transaction_id: str) -> list[dict[str, Any]]:
+    """A transaction's events as the service recorded them (its hash chain checked)."""
+    response = admin.get(f"/v1/transactions/{transaction_id}/events")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["chain_valid"] is True
+    return body["events"]  # type: ignore[no-any-return]

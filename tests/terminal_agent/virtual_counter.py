@@ -33,7 +33,7 @@ from terminal_agent.scripted_cashier import Customer, Hands, ScriptedCashier
 from terminal_agent.settings import AgentSettings
 from terminal_agent.simulate import PASSWORD, Admin
 from tests.conftest import fast_hasher
-from tests.e2e.live_service import LiveService
+from tests.e2e.live_service import LiveService, recorded_events
 
 PRINTER_TIMEOUT_S = 0.5  # how long the printer adapter waits for a status byte: a silent printer costs this
 
@@ -48,12 +48,7 @@ class VirtualCounter:
     terminal_id: str
 
     def events(self, transaction_id: str) -> list[dict[str, Any]]:
-        """The transaction's events as the service recorded them (hash chain checked)."""
-        response = self.admin.get(f"/v1/transactions/{transaction_id}/events")
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["chain_valid"] is True
-        return body["events"]  # type: ignore[no-any-return]
+        return recorded_events(self.admin, transaction_id)
 
     def types(self, transaction_id: str) -> list[str]:
         return [e["type"] for e in self.events(transaction_id)]
